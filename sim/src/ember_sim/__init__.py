@@ -1,0 +1,1 @@
+"""Simulated vLLM replicas and trace replay."""
