@@ -1,0 +1,254 @@
+"""CRIU: find it, check its version, dump and restore a process tree.
+
+The argv builders and parsers are pure; `Criu` runs them through a `Runner` (a seam: tests of the
+logic use a fake runner, integration tests the real binary).
+
+Where CRIU comes from: `EMBER_CRIU` (a binary, a wrapper, or an unpacked Debian prefix), else the
+prefix `tests/cluster/fetch-tools.sh criu` unpacks (~/.cache/ember/deb/criu/current, or under
+$EMBER_CACHE), else `criu` on PATH. A prefix is run through its own ld-linux loader with
+`--library-path`, because Debian sid's CRIU needs a newer glibc than the host has.
+
+Flags, and why (see shared/design/components.md):
+- `--tcp-established`: the engine's API server holds connections (keep-alive clients, probes);
+- `--file-locks`: vLLM and torch take flock()s;
+- `--link-remap`: vLLM keeps an unlinked semaphore in /dev/shm; without it the dump fails;
+- `--shell-job` only when the tree's session or process group lives outside the tree, or it has a
+  controlling terminal (a process started from a shell): the supervisor starts engines with setsid,
+  so it is normally off;
+- `--leave-running` when the engine keeps serving after the dump (a live checkpoint).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+MIN_VERSION = (4, 2)
+COMMON_FLAGS = ("--tcp-established", "--file-locks", "--link-remap")
+_VERSION_RE = re.compile(r"Version:\s*(\d+)\.(\d+)(?:\.(\d+))?")
+_FETCH_HINT = "run `bash tests/cluster/fetch-tools.sh criu` or set EMBER_CRIU"
+
+
+class CriuNotFound(RuntimeError):
+    pass
+
+
+class CriuTooOld(RuntimeError):
+    pass
+
+
+class CriuFailed(RuntimeError):
+    def __init__(self, action: str, returncode: int, log_tail: str) -> None:
+        super().__init__(f"criu {action} failed (exit {returncode}):\n{log_tail}")
+        self.action = action
+        self.returncode = returncode
+        self.log_tail = log_tail
+
+
+@dataclass(frozen=True)
+class Completed:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+class Runner(Protocol):
+    def __call__(self, argv: Sequence[str], timeout_s: float) -> Completed: ...
+
+
+def subprocess_runner(argv: Sequence[str], timeout_s: float) -> Completed:
+    # stdin closed: CRIU must not inherit a terminal it would then try to dump or restore.
+    p = subprocess.run(
+        list(argv), stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout_s, check=False
+    )
+    return Completed(p.returncode, p.stdout, p.stderr)
+
+
+# ---------------------------------------------------------------- locating (pure given env + fs)
+
+
+def prefix_argv(prefix: Path) -> list[str]:
+    libdir = prefix / "usr/lib/x86_64-linux-gnu"
+    return [
+        str(libdir / "ld-linux-x86-64.so.2"),
+        "--library-path",
+        str(libdir),
+        str(prefix / "usr/sbin/criu"),
+    ]
+
+
+def _is_prefix(path: Path) -> bool:
+    return (path / "usr/sbin/criu").is_file() and (
+        path / "usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"
+    ).exists()
+
+
+def locate(env: Mapping[str, str], home: Path) -> list[str]:
+    """The argv prefix that runs CRIU; raises CriuNotFound saying where it looked."""
+    explicit = env.get("EMBER_CRIU")
+    if explicit:
+        path = Path(explicit)
+        if path.is_dir() and _is_prefix(path):
+            return prefix_argv(path)
+        if path.is_file() and os.access(path, os.X_OK):
+            return [str(path)]
+        raise CriuNotFound(f"EMBER_CRIU={explicit} is neither an executable nor an unpacked criu prefix")
+    cache = Path(env.get("EMBER_CACHE") or home / ".cache/ember")
+    prefix = cache / "deb/criu/current"
+    if _is_prefix(prefix):
+        return prefix_argv(prefix.resolve())
+    on_path = shutil.which("criu", path=env.get("PATH"))
+    if on_path:
+        return [on_path]
+    raise CriuNotFound(f"CRIU not found (EMBER_CRIU unset, no {prefix}, no criu on PATH): {_FETCH_HINT}")
+
+
+def parse_version(text: str) -> tuple[int, int, int]:
+    m = _VERSION_RE.search(text)
+    if not m:
+        raise CriuNotFound(f"cannot read a version from `criu --version` output: {text.strip()[:200]!r}")
+    return int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
+
+
+def check_version(version: tuple[int, int, int]) -> None:
+    if version[:2] < MIN_VERSION:
+        have = ".".join(map(str, version))
+        raise CriuTooOld(
+            f"CRIU {have} is too old: 4.2+ is required (older ones cannot dump a TCP listening socket "
+            f"on current kernels, and 3.x fails on the [vvar_vclock] mapping); {_FETCH_HINT}"
+        )
+
+
+# ---------------------------------------------------------------- argv builders (pure)
+
+
+def dump_argv(
+    criu: Sequence[str], pid: int, images: Path, log_file: Path, *, shell_job: bool, leave_running: bool
+) -> list[str]:
+    argv = [*criu, "dump", "-t", str(pid), "-D", str(images), "-o", str(log_file), "-v4", *COMMON_FLAGS]
+    if shell_job:
+        argv.append("--shell-job")
+    if leave_running:
+        argv.append("--leave-running")
+    return argv
+
+
+def restore_argv(
+    criu: Sequence[str], images: Path, log_file: Path, pidfile: Path, *, shell_job: bool
+) -> list[str]:
+    argv = [*criu, "restore", "-D", str(images), "-o", str(log_file), "-v4", "-d", "--pidfile", str(pidfile)]
+    argv += COMMON_FLAGS
+    if shell_job:
+        argv.append("--shell-job")
+    return argv
+
+
+@dataclass(frozen=True)
+class ProcStat:
+    pid: int
+    pgrp: int
+    session: int
+    tty_nr: int
+
+
+def parse_proc_stat(text: str) -> ProcStat:
+    # comm (field 2) may hold spaces and parentheses: split after its last ')'.
+    head, _, rest = text.rpartition(")")
+    pid = int(head.split("(", 1)[0])
+    fields = rest.split()
+    return ProcStat(pid=pid, pgrp=int(fields[2]), session=int(fields[3]), tty_nr=int(fields[4]))
+
+
+def needs_shell_job(root: ProcStat, tree_pids: set[int]) -> bool:
+    """CRIU refuses a tree whose session or group leader is outside it, or that has a terminal."""
+    return root.tty_nr != 0 or root.session not in tree_pids or root.pgrp not in tree_pids
+
+
+def process_tree(pid: int, proc: Path = Path("/proc")) -> set[int]:
+    seen, todo = set(), [pid]
+    while todo:
+        p = todo.pop()
+        if p in seen:
+            continue
+        seen.add(p)
+        for children in (proc / str(p) / "task").glob("*/children"):
+            try:
+                todo += [int(c) for c in children.read_text().split()]
+            except OSError:
+                continue  # the thread exited while we looked
+    return seen
+
+
+def log_tail(log_file: Path, lines: int = 25) -> str:
+    try:
+        text = log_file.read_text(errors="replace").splitlines()
+    except OSError:
+        return f"(no log at {log_file})"
+    errors = [line for line in text if line.startswith("Error")]
+    return "\n".join(([*errors[-5:], "..."] if errors else []) + text[-lines:])
+
+
+# ---------------------------------------------------------------- the tool
+
+
+@dataclass
+class Criu:
+    argv: list[str]
+    version: tuple[int, int, int]
+    runner: Runner = subprocess_runner
+
+    @classmethod
+    def find(cls, env: Mapping[str, str] | None = None, runner: Runner = subprocess_runner) -> Criu:
+        env = os.environ if env is None else env
+        argv = locate(env, Path.home())
+        done = runner([*argv, "--version"], 30.0)
+        if done.returncode != 0:
+            raise CriuNotFound(f"{' '.join(argv)} --version failed: {done.stderr.strip()[:300]}")
+        version = parse_version(done.stdout + done.stderr)
+        check_version(version)
+        return cls(argv=argv, version=version, runner=runner)
+
+    @property
+    def version_str(self) -> str:
+        return ".".join(map(str, self.version))
+
+    def check(self) -> Completed:
+        return self.runner([*self.argv, "check"], 60.0)
+
+    def dump(
+        self,
+        pid: int,
+        images: Path,
+        log_file: Path,
+        *,
+        shell_job: bool,
+        leave_running: bool,
+        timeout_s: float,
+    ) -> float:
+        """Dump the tree rooted at pid into images; returns the seconds it took."""
+        images.mkdir(parents=True, exist_ok=True)
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        argv = dump_argv(self.argv, pid, images, log_file, shell_job=shell_job, leave_running=leave_running)
+        t0 = time.monotonic()
+        done = self.runner(argv, timeout_s)
+        if done.returncode != 0:
+            raise CriuFailed("dump", done.returncode, log_tail(log_file) + done.stderr[-2000:])
+        return time.monotonic() - t0
+
+    def restore(
+        self, images: Path, log_file: Path, pidfile: Path, *, shell_job: bool, timeout_s: float
+    ) -> int:
+        """Restore detached; returns the restored root's pid (as CRIU wrote it to pidfile)."""
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        pidfile.unlink(missing_ok=True)
+        done = self.runner(restore_argv(self.argv, images, log_file, pidfile, shell_job=shell_job), timeout_s)
+        if done.returncode != 0:
+            raise CriuFailed("restore", done.returncode, log_tail(log_file) + done.stderr[-2000:])
+        return int(pidfile.read_text().strip())

@@ -1,0 +1,54 @@
+"""The two HTTP calls the lifecycle makes to an engine: wait until healthy, and the canary request."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import httpx
+
+from ember_checkpoint.manifest import Canary
+
+
+def wait_healthy(url: str, timeout_s: float, poll_s: float = 0.05) -> float:
+    """Poll url until it answers 2xx; returns the seconds waited. Raises TimeoutError."""
+    t0 = time.monotonic()
+    last = "no answer"
+    while True:
+        try:
+            r = httpx.get(url, timeout=2.0)
+            if r.is_success:
+                return time.monotonic() - t0
+            last = f"HTTP {r.status_code}"
+        except httpx.HTTPError as e:
+            last = type(e).__name__
+        if time.monotonic() - t0 > timeout_s:
+            raise TimeoutError(f"{url} not healthy after {timeout_s:.0f}s (last: {last})")
+        time.sleep(poll_s)
+
+
+def canary_value(body: str, json_field: str | None) -> str:
+    """The part of a response that must be identical after a restore.
+
+    A whole OpenAI completion response differs run to run (id, created): compare only the field that
+    holds the generated text, e.g. `choices.0.text`.
+    """
+    if not json_field:
+        return body
+    node: object = json.loads(body)
+    for part in json_field.split("."):
+        node = node[int(part)] if isinstance(node, list) else node[part]  # type: ignore[index]
+    return node if isinstance(node, str) else json.dumps(node, sort_keys=True)
+
+
+def run_canary(base_url: str, canary: Canary, timeout_s: float = 120.0) -> str:
+    headers = {"content-type": "application/json"} if canary.body else {}
+    r = httpx.request(
+        canary.method,
+        base_url.rstrip("/") + canary.path,
+        content=canary.body,
+        headers=headers,
+        timeout=timeout_s,
+    )
+    r.raise_for_status()
+    return canary_value(r.text, canary.json_field)

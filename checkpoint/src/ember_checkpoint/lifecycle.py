@@ -1,0 +1,274 @@
+"""Dump, restore, verify and gc: the checkpoint lifecycle, on top of CRIU, the CUDA driver and a Storage.
+
+dump:    canary (record one deterministic answer) -> quiesce -> CUDA lock+checkpoint of every process
+         in the tree that holds GPU state -> CRIU dump -> (live dump: CUDA restore+unlock) ->
+         checksum -> manifest -> atomic publish.
+restore: every check that needs no side effect first (manifest, identity, verified, CRIU, GPU,
+         checksum), so a refusal leaves nothing behind; then CRIU restore -> CUDA restore+unlock ->
+         wait for health. A failure after CRIU has restored anything kills the restored tree, so the
+         caller's fallback (a cold start) finds the port and the pids free.
+verify:  a canary restore in a scratch place (fresh pid and network namespaces, see `scratch`), the
+         canary request there, and the answer compared with the one recorded at dump time.
+gc:      `gc.plan_gc`, then delete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ember_checkpoint import checksum, cuda, engine_http
+from ember_checkpoint.criu import (
+    Criu,
+    CriuFailed,
+    CriuNotFound,
+    CriuTooOld,
+    needs_shell_job,
+    parse_proc_stat,
+    process_tree,
+)
+from ember_checkpoint.errors import DumpFailed, Reason, RestoreRefused
+from ember_checkpoint.gc import plan_gc
+from ember_checkpoint.manifest import Canary, Identity, Manifest, Sizes, Timings
+from ember_checkpoint.storage import CheckpointNotFound, Storage, write_manifest_file
+
+
+@dataclass
+class DumpRequest:
+    pid: int
+    checkpoint_id: str
+    identity: Identity
+    engine_port: int | None = None
+    health_path: str = "/health"
+    canary: Canary | None = None
+    leave_running: bool = False  # a live checkpoint: the engine keeps serving afterwards
+    timeout_s: float = 600.0
+
+
+def dump(
+    req: DumpRequest,
+    storage: Storage,
+    criu: Criu,
+    gpu: cuda.CudaDriver | None,
+    quiesce: Callable[[], None] | None = None,
+) -> Manifest:
+    t_start = time.monotonic()
+    timings = Timings()
+    canary = req.canary
+    if canary is not None:
+        if req.engine_port is None:
+            raise DumpFailed("a canary needs the engine's port")
+        output = engine_http.run_canary(f"http://127.0.0.1:{req.engine_port}", canary)
+        canary = canary.model_copy(update={"output": output})
+    if quiesce is not None:
+        t0 = time.monotonic()
+        quiesce()
+        timings.quiesce_s = time.monotonic() - t0
+    tree = process_tree(req.pid)
+    root = parse_proc_stat(Path(f"/proc/{req.pid}/stat").read_text())
+    shell_job = needs_shell_job(root, tree)
+    gpu_pids = sorted(p for p in tree if gpu is not None and gpu.has_cuda_state(p))
+    gpu_bytes = sum(cuda.gpu_memory_bytes(p) for p in gpu_pids)
+    staging = storage.staging(req.checkpoint_id)
+    try:
+        timings.cuda_checkpoint_s = sum(gpu.suspend(p) for p in gpu_pids) if gpu else 0.0
+        try:
+            timings.criu_dump_s = criu.dump(
+                req.pid,
+                staging / "images",
+                staging / "logs/dump.log",
+                shell_job=shell_job,
+                leave_running=req.leave_running,
+                timeout_s=req.timeout_s,
+            )
+        finally:
+            # The engine keeps running after a live dump or a failed one: give its GPU state back.
+            if gpu and (req.leave_running or _alive(req.pid)):
+                for p in gpu_pids:
+                    gpu.resume(p)
+        t0 = time.monotonic()
+        digest = checksum.content_checksum(staging / "images")
+        timings.checksum_s = time.monotonic() - t0
+        timings.total_s = time.monotonic() - t_start
+        manifest = Manifest(
+            checkpoint_id=req.checkpoint_id,
+            identity=req.identity,
+            identity_hash=req.identity.hash(),
+            created=datetime.now(UTC),
+            sizes=Sizes(image_bytes=checksum.total_bytes(staging / "images"), gpu_state_bytes=gpu_bytes),
+            timings=timings,
+            content_checksum=digest,
+            engine_port=req.engine_port,
+            health_path=req.health_path,
+            criu_shell_job=shell_job,
+            gpu_pids=gpu_pids,
+            canary=canary,
+        )
+        write_manifest_file(staging, manifest)
+        storage.publish(staging, req.checkpoint_id)
+        return manifest
+    except BaseException:
+        _remove_tree(staging)
+        raise
+
+
+@dataclass
+class RestoreResult:
+    pid: int
+    manifest: Manifest
+    phases_s: dict[str, float] = field(default_factory=dict)
+
+
+def check_restorable(
+    manifest: Manifest, expected: Identity, *, require_verified: bool, gpu: cuda.CudaDriver | None
+) -> None:
+    """The checks that need no I/O beyond the manifest (pure): raise RestoreRefused with the reason."""
+    if manifest.identity.hash() != manifest.identity_hash:
+        raise RestoreRefused(Reason.MANIFEST_INVALID, "identity_hash does not match the identity it claims")
+    if manifest.identity_hash != expected.hash():
+        diffs = expected.differences(manifest.identity)
+        detail = ", ".join(f"{k}: here {a!r}, checkpoint {b!r}" for k, (a, b) in sorted(diffs.items()))
+        raise RestoreRefused(Reason.IDENTITY_MISMATCH, detail)
+    if require_verified and not manifest.verified:
+        raise RestoreRefused(
+            Reason.NOT_VERIFIED, manifest.verification.failure or "no canary restore passed yet"
+        )
+    if manifest.gpu_pids and gpu is None:
+        raise RestoreRefused(
+            Reason.GPU_UNAVAILABLE, "the image holds GPU state and this machine has no CUDA driver"
+        )
+
+
+def find_criu(finder: Callable[[], Criu]) -> Criu:
+    try:
+        return finder()
+    except CriuTooOld as e:
+        raise RestoreRefused(Reason.CRIU_TOO_OLD, str(e)) from e
+    except (CriuNotFound, OSError) as e:
+        raise RestoreRefused(Reason.CRIU_MISSING, str(e)) from e
+
+
+def restore(
+    checkpoint_id: str,
+    storage: Storage,
+    expected: Identity,
+    *,
+    criu_finder: Callable[[], Criu] = Criu.find,
+    gpu: cuda.CudaDriver | None = None,
+    require_verified: bool = True,
+    verify_checksum: bool = True,
+    health_timeout_s: float = 300.0,
+    log_dir: Path | None = None,
+) -> RestoreResult:
+    phases: dict[str, float] = {}
+    t0 = time.monotonic()
+    try:
+        manifest = storage.read_manifest(checkpoint_id)
+        path = storage.get(checkpoint_id)
+    except CheckpointNotFound as e:
+        raise RestoreRefused(Reason.NOT_FOUND, str(e)) from e
+    except ValueError as e:  # pydantic's ValidationError is a ValueError
+        raise RestoreRefused(Reason.MANIFEST_INVALID, str(e)[:500]) from e
+    check_restorable(manifest, expected, require_verified=require_verified, gpu=gpu)
+    criu = find_criu(criu_finder)
+    if verify_checksum:
+        t1 = time.monotonic()
+        actual = checksum.content_checksum(path / "images")
+        phases["checksum"] = time.monotonic() - t1
+        if actual != manifest.content_checksum:
+            raise RestoreRefused(
+                Reason.CHECKSUM_MISMATCH, f"image is {actual}, manifest says {manifest.content_checksum}"
+            )
+    logs = log_dir or _writable(path / "logs")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+    t1 = time.monotonic()
+    try:
+        pid = criu.restore(
+            path / "images",
+            logs / f"restore-{stamp}.log",
+            logs / f"restore-{stamp}.pid",
+            shell_job=manifest.criu_shell_job,
+            timeout_s=health_timeout_s,
+        )
+    except CriuFailed as e:
+        raise RestoreRefused(Reason.CRIU_RESTORE_FAILED, e.log_tail[-1500:]) from e
+    phases["criu_restore"] = time.monotonic() - t1
+    _after_criu_restore(pid, manifest, gpu, health_timeout_s, phases)
+    phases["total"] = time.monotonic() - t0
+    return RestoreResult(pid=pid, manifest=manifest, phases_s=phases)
+
+
+def _after_criu_restore(
+    pid: int,
+    manifest: Manifest,
+    gpu: cuda.CudaDriver | None,
+    health_timeout_s: float,
+    phases: dict[str, float],
+) -> None:
+    try:
+        if gpu is not None and manifest.gpu_pids:
+            t1 = time.monotonic()
+            # CRIU restores the original pids, so the pids recorded at dump time name the same processes.
+            for p in manifest.gpu_pids:
+                gpu.resume(p)
+            phases["cuda_restore"] = time.monotonic() - t1
+        if manifest.engine_port is not None:
+            url = f"http://127.0.0.1:{manifest.engine_port}{manifest.health_path}"
+            phases["health"] = engine_http.wait_healthy(url, health_timeout_s)
+    except cuda.CudaError as e:
+        kill_tree(pid)
+        raise RestoreRefused(Reason.CUDA_RESTORE_FAILED, str(e)) from e
+    except TimeoutError as e:
+        kill_tree(pid)
+        raise RestoreRefused(Reason.HEALTH_TIMEOUT, str(e)) from e
+
+
+def gc(storage: Storage, keep: int) -> list[str]:
+    manifests = []
+    for cid in storage.list():
+        try:
+            manifests.append(storage.read_manifest(cid))
+        except ValueError:
+            continue  # an unreadable manifest is reported by `inspect`, never deleted blindly
+    doomed = plan_gc(manifests, keep)
+    for cid in doomed:
+        storage.delete(cid)
+    return doomed
+
+
+def kill_tree(pid: int) -> None:
+    for p in sorted(process_tree(pid), reverse=True):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(p, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _writable(path: Path) -> Path:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        if os.access(path, os.W_OK):
+            return path
+    except OSError:
+        pass
+    import tempfile
+
+    return Path(tempfile.mkdtemp(prefix="ember-restore-logs-"))
+
+
+def _remove_tree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,102 @@
+"""The canary restore's scratch place: run as PID 1 of fresh pid, network and mount namespaces.
+
+`python -m ember_checkpoint.scratch REQUEST_JSON` is started by `verify` under
+`unshare --pid --net --mount --fork --mount-proc`. There the image's pids and port are free even while
+the original engine still runs on the host, and nothing the canary does can reach the outside. It
+brings the loopback up, CRIU-restores the image, resumes GPU state, asks the canary request until the
+engine answers, prints one JSON line {ok, output, error, restore_s, first_answer_s} and exits; exiting
+as PID 1 makes the kernel kill every restored process, so there is nothing to clean up.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import socket
+import struct
+import sys
+import time
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from ember_checkpoint import cuda, engine_http
+from ember_checkpoint.criu import Criu, CriuFailed
+from ember_checkpoint.manifest import Canary
+
+_SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
+
+
+class ScratchRequest(BaseModel):
+    criu_argv: list[str]
+    criu_version: tuple[int, int, int]
+    images: str
+    log_dir: str
+    shell_job: bool
+    engine_port: int
+    canary: Canary
+    gpu_pids: list[int] = []
+    timeout_s: float = 300.0
+
+
+class ScratchResult(BaseModel):
+    ok: bool
+    output: str | None = None
+    error: str | None = None
+    restore_s: float | None = None
+    first_answer_s: float | None = None
+
+
+def loopback_up() -> None:
+    # ioctl instead of `ip link set lo up`: the replica image need not ship iproute2.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        ifreq = struct.pack("16sH14s", b"lo", 0, b"")
+        flags = struct.unpack("16sH14s", fcntl.ioctl(s.fileno(), _SIOCGIFFLAGS, ifreq))[1]
+        fcntl.ioctl(s.fileno(), _SIOCSIFFLAGS, struct.pack("16sH14s", b"lo", flags | _IFF_UP, b""))
+
+
+def run(req: ScratchRequest) -> ScratchResult:
+    loopback_up()
+    criu = Criu(argv=req.criu_argv, version=req.criu_version)
+    logs = Path(req.log_dir)
+    t0 = time.monotonic()
+    try:
+        criu.restore(
+            Path(req.images),
+            logs / "canary-restore.log",
+            logs / "canary.pid",
+            shell_job=req.shell_job,
+            timeout_s=req.timeout_s,
+        )
+        if req.gpu_pids:
+            gpu = cuda.load()
+            if gpu is None:
+                return ScratchResult(
+                    ok=False, error="the image holds GPU state and there is no CUDA driver here"
+                )
+            for p in req.gpu_pids:
+                gpu.resume(p)
+    except (CriuFailed, cuda.CudaError) as e:
+        return ScratchResult(ok=False, error=str(e)[-2000:])
+    restore_s = time.monotonic() - t0
+    base = f"http://127.0.0.1:{req.engine_port}"
+    deadline = time.monotonic() + req.timeout_s
+    while True:
+        try:
+            output = engine_http.run_canary(base, req.canary)
+            return ScratchResult(
+                ok=True, output=output, restore_s=restore_s, first_answer_s=time.monotonic() - t0
+            )
+        except Exception as e:  # connection refused while the engine comes up, or its answer
+            if time.monotonic() > deadline:
+                return ScratchResult(ok=False, error=f"canary got no answer: {e}", restore_s=restore_s)
+            time.sleep(0.05)
+
+
+def main() -> None:
+    req = ScratchRequest.model_validate_json(sys.argv[1])
+    print(json.dumps(run(req).model_dump()), flush=True)
+
+
+if __name__ == "__main__":
+    main()

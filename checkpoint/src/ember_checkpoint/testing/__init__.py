@@ -1,0 +1,66 @@
+"""Helpers for tests that run real processes under real CRIU (no fakes here): a small stateful HTTP
+server started the way the supervisor starts an engine, and the HTTP/port probes the tests use."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def port_is_free(port: int) -> bool:
+    """True when nothing listens on the port (SO_REUSEADDR: TIME_WAIT leftovers do not count)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def wait_up(port: int, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/health", timeout=1.0)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    raise TimeoutError(f"server on port {port} did not come up in {timeout_s}s")
+
+
+def get(port: int, path: str) -> str:
+    return httpx.get(f"http://127.0.0.1:{port}{path}", timeout=5.0).text
+
+
+def counter_server_argv(port: int) -> list[str]:
+    return [sys.executable, "-m", "ember_checkpoint.testing.counter_server", str(port)]
+
+
+class CounterEngine:
+    """The counter server in its own session with stdio in files, as the supervisor starts engines:
+    CRIU cannot dump a pipe to a process outside the tree, nor a tree whose session leader is outside."""
+
+    def __init__(self, log: Path, port: int | None = None) -> None:
+        self.port = port or free_port()
+        with open(os.devnull) as devnull, log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                counter_server_argv(self.port), stdin=devnull, stdout=out, stderr=out, start_new_session=True
+            )
+        wait_up(self.port)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
