@@ -1,0 +1,70 @@
+# Ember — run `make help`. Two commands matter on a fresh machine: `make demo` and `make test`.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+UV_VERSION := 0.13.9
+UV := $(HOME)/.local/bin/uv
+PY := .venv/bin/python
+RUN := $(UV) run --frozen --no-sync
+CLUSTER_DIR ?= $(CURDIR)/.ember/cluster
+export EMBER_CLUSTER_DIR := $(CLUSTER_DIR)
+
+help: ## list the targets
+	@awk 'BEGIN{FS=":.*## "} /^[a-zA-Z0-9_-]+:.*## /{printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+# ---------------------------------------------------------------- setup
+$(UV):
+	python3 -m pip install --quiet --user "uv==$(UV_VERSION)"
+
+.venv/.synced: $(UV) pyproject.toml uv.lock operator/pyproject.toml tests/cluster/pyproject.toml checkpoint/pyproject.toml sim/pyproject.toml
+	$(UV) sync --frozen
+	touch $@
+
+uv.lock: $(UV) pyproject.toml
+	$(UV) lock
+
+venv: .venv/.synced ## the Python environment (uv, locked)
+
+cluster-binaries: ## build/fetch the pinned control plane, kwok, etcd, Prometheus, helm (cached in ~/.cache/ember)
+	bash tests/cluster/fetch-tools.sh all
+	bash tests/cluster/build-binaries.sh all
+
+setup: venv cluster-binaries ## everything `make test` and `make demo` need
+
+# ---------------------------------------------------------------- cluster
+cluster-up: setup ## start the local control plane with 4 fake 8-GPU H100 nodes (state in .ember/cluster)
+	$(RUN) ember-cluster up
+
+cluster-down: ## stop it
+	$(RUN) ember-cluster down
+
+# ---------------------------------------------------------------- generated files
+generate: venv ## regenerate crds/ from the pydantic models
+	$(RUN) ember-crdgen --out crds
+
+verify: venv ## fail if any generated file differs from what the generators make now
+	$(RUN) ember-crdgen --check crds
+
+# ---------------------------------------------------------------- checks and tests
+lint: venv ## ruff, mypy, import-linter (layer contracts)
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+	$(RUN) mypy
+	$(RUN) lint-imports
+
+test-unit: venv ## unit tier (seconds)
+	$(RUN) pytest -q tests/unit
+
+test-integration: setup ## integration tier: real kube-apiserver, etcd, scheduler, controller-manager, kwok, Prometheus
+	$(RUN) pytest -q -m integration tests/integration
+
+test: setup verify lint ## set up and run every test
+	$(RUN) pytest -q tests
+
+# ---------------------------------------------------------------- demo
+demo: setup ## the main job on the local cluster
+	$(RUN) ember-cluster up || true
+	$(RUN) python -m ember_cluster.demo
+
+.PHONY: help venv cluster-binaries setup cluster-up cluster-down generate verify lint test-unit test-integration test demo

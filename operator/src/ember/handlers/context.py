@@ -1,0 +1,37 @@
+"""Per-process operator context: the API client, settings, metrics, and per-object wake-ups and locks."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from ember.config import Settings
+from ember.kube.client import KubeAPI
+from ember.telemetry.metrics import Metrics
+
+Key = tuple[str, str]  # (namespace, name)
+
+
+@dataclass
+class OperatorContext:
+    settings: Settings
+    api: KubeAPI
+    metrics: Metrics
+    _wake: dict[Key, asyncio.Event] = field(default_factory=dict)
+    _locks: dict[Key, asyncio.Lock] = field(default_factory=dict)
+    services_ok: set[Key] = field(default_factory=set)  # Services known to exist (cleared on delete)
+
+    def wake_event(self, key: Key) -> asyncio.Event:
+        return self._wake.setdefault(key, asyncio.Event())
+
+    def wake(self, key: Key) -> None:
+        """Ask the object's loop to reconcile now (a pod or the object itself changed)."""
+        self.wake_event(key).set()
+
+    def lock(self, key: Key) -> asyncio.Lock:
+        return self._locks.setdefault(key, asyncio.Lock())
+
+    def forget(self, key: Key) -> None:
+        self._wake.pop(key, None)
+        self._locks.pop(key, None)
+        self.services_ok.discard(key)

@@ -1,0 +1,98 @@
+"""kopf wiring, kept thin: events wake a per-object loop; the loop reconciles (handlers/replicas.py).
+
+Why a daemon per InferenceService rather than on.create/on.update handlers: the work is level-based
+(converge pods to a count that also changes with pod readiness, drains and the autoscaler), so one
+loop per object that wakes on any relevant event, and at least every resync interval, is simpler and
+cannot miss an edge. kopf's index keeps every Ember pod in memory, so a pass costs no API reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import kopf
+
+from ember.api import labels as L
+from ember.api.v1alpha1 import GROUP, PLURAL, VERSION
+from ember.handlers.context import OperatorContext
+from ember.handlers.replicas import reconcile
+
+log = logging.getLogger("ember.handlers")
+MANAGED = {L.MANAGED_BY: L.MANAGED_BY_VALUE}
+_POD_KEEP = ("name", "namespace", "labels", "annotations", "creationTimestamp", "deletionTimestamp")
+
+
+def _compact(body: Any) -> dict[str, Any]:
+    """The parts of a pod the planner reads; the index holds these, not whole pods."""
+    meta = body.get("metadata", {})
+    st = body.get("status") or {}
+    return {
+        "metadata": {k: (dict(meta[k]) if isinstance(meta.get(k), dict) else meta.get(k)) for k in _POD_KEEP},
+        "status": {"conditions": [dict(c) for c in st.get("conditions") or []], "phase": st.get("phase")},
+    }
+
+
+def register(reg: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
+    @kopf.on.startup(registry=reg)
+    def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+            prefix=GROUP, key="last-handled-configuration"
+        )
+        settings.networking.request_timeout = ctx.settings.api_timeout_seconds * 6
+        settings.watching.server_timeout = 300
+        settings.posting.level = logging.INFO
+
+    @kopf.index("pods", labels=MANAGED, registry=reg)
+    def ember_pods(namespace: str, labels: dict[str, str], body: Any, **_: Any) -> dict[Any, Any] | None:
+        owner = labels.get(L.ISVC)
+        if owner and labels.get(L.COMPONENT) == L.REPLICA:
+            return {(namespace, owner): _compact(body)}
+        return None
+
+    @kopf.on.event("pods", labels=MANAGED, registry=reg)
+    def pod_event(namespace: str, labels: dict[str, str], **_: Any) -> None:
+        if owner := labels.get(L.ISVC):
+            ctx.wake((namespace, owner))
+
+    @kopf.on.event("services", labels=MANAGED, registry=reg)
+    def service_event(type: str, namespace: str, labels: dict[str, str], **_: Any) -> None:
+        if type == "DELETED" and (owner := labels.get(L.ISVC)):
+            ctx.services_ok.discard((namespace, owner))
+            ctx.wake((namespace, owner))
+
+    @kopf.on.event(GROUP, VERSION, PLURAL, registry=reg)
+    def isvc_event(namespace: str, name: str, **_: Any) -> None:
+        ctx.wake((namespace, name))
+
+    @kopf.daemon(GROUP, VERSION, PLURAL, registry=reg, cancellation_timeout=1.0, cancellation_backoff=0.5)
+    async def replica_loop(
+        stopped: kopf.DaemonStopped,
+        body: kopf.Body,
+        namespace: str,
+        name: str,
+        ember_pods: kopf.Index,
+        **_: Any,
+    ) -> None:
+        key = (namespace, name)
+        wake = ctx.wake_event(key)
+        try:
+            while not stopped:
+                wake.clear()
+                with ctx.metrics.reconcile_seconds.time():
+                    try:
+                        async with ctx.lock(key):
+                            await reconcile(ctx, body, list(ember_pods.get(key, [])))
+                        ctx.metrics.reconciles.labels("ok").inc()
+                    except Exception:
+                        # Never a crash loop: log, count, and try again on the next wake-up.
+                        ctx.metrics.reconciles.labels("error").inc()
+                        log.exception("reconcile failed", extra={"namespace": namespace, "name": name})
+                try:
+                    await asyncio.wait_for(wake.wait(), timeout=ctx.settings.resync_interval_seconds)
+                except TimeoutError:
+                    pass
+        finally:
+            ctx.forget(key)

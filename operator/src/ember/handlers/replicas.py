@@ -1,0 +1,107 @@
+"""One reconcile pass of an InferenceService: observe pods -> plan -> execute -> status + Events."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+from pydantic import ValidationError
+
+from ember.api.v1alpha1 import InferenceServiceSpec, InferenceServiceStatus
+from ember.handlers.context import OperatorContext
+from ember.kube import builders, executor
+from ember.kube.views import pod_view
+from ember.policy import rollout
+from ember.policy.desired import desired_replicas
+from ember.policy.status import replica_conditions, set_condition
+
+log = logging.getLogger("ember.reconcile")
+
+
+def _parse_status(raw: Mapping[str, Any]) -> InferenceServiceStatus:
+    try:
+        return InferenceServiceStatus.model_validate(raw)
+    except ValidationError:
+        log.warning("unreadable status, starting from an empty one")
+        return InferenceServiceStatus()
+
+
+async def _write_status(
+    ctx: OperatorContext, ns: str, name: str, before: InferenceServiceStatus, after: InferenceServiceStatus
+) -> None:
+    new = after.to_k8s()
+    if new != before.to_k8s():
+        await asyncio.to_thread(ctx.api.patch_status, ns, name, new)
+
+
+async def reconcile(ctx: OperatorContext, body: Mapping[str, Any], pods: Iterable[Mapping[str, Any]]) -> None:
+    meta = body["metadata"]
+    ns, name, uid, gen = meta["namespace"], meta["name"], meta["uid"], meta.get("generation")
+    now = datetime.now(UTC).replace(microsecond=0)
+    prev = _parse_status(body.get("status") or {})
+    try:
+        spec = InferenceServiceSpec.model_validate(body.get("spec") or {})
+    except ValidationError as e:
+        # The API server enforces the same rules; this is only reachable with a CRD older than the operator.
+        msg = "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors())[:1000]
+        conds = set_condition(prev.conditions, "Degraded", True, "InvalidSpec", msg, now, gen)
+        await _write_status(ctx, ns, name, prev, prev.model_copy(update={"conditions": conds}))
+        kopf.warn(dict(body), reason="InvalidSpec", message=msg)
+        return
+
+    desired, source = desired_replicas(spec, prev)
+    views = [v for p in pods if (v := pod_view(p)) is not None]
+    plan = rollout.plan(
+        rollout.Desired(desired, builders.template_hash(spec), float(spec.scaling.drain_timeout_seconds)),
+        views,
+        time.time(),
+    )
+    target = executor.Target(name, ns, uid, spec)
+    outcomes: list[executor.Outcome] = []
+    if (ns, name) not in ctx.services_ok:
+        svc = await asyncio.to_thread(executor.ensure_service, ctx.api, target)
+        if svc is None or not svc.failed:
+            ctx.services_ok.add((ns, name))
+        if svc is not None:
+            outcomes.append(svc)
+    if plan.actions:
+        outcomes += await asyncio.to_thread(executor.execute, ctx.api, target, plan)
+
+    conds = replica_conditions(prev.conditions, desired, views, plan, now, gen)
+    failed = [o for o in outcomes if o.failed]
+    if failed:
+        conds = set_condition(conds, "Degraded", True, failed[0].reason, failed[0].message[:1000], now, gen)
+    after = prev.model_copy(
+        update={
+            "observed_generation": gen,
+            "replicas": plan.current,
+            "ready_replicas": plan.ready,
+            "desired_replicas": desired,
+            "selector": builders.selector_string(name),
+            "endpoint": builders.endpoint(name, ns),
+            "conditions": conds,
+        }
+    )
+    await _write_status(ctx, ns, name, prev, after)
+    for o in outcomes:
+        kopf.event(dict(body), type=o.type, reason=o.reason, message=o.message)
+        ctx.metrics.actions.labels(o.reason, "failed" if o.failed else "ok").inc()
+    ctx.metrics.replicas_desired.labels(ns, name).set(desired)
+    ctx.metrics.replicas_ready.labels(ns, name).set(plan.ready)
+    if plan.actions:
+        log.info(
+            "reconciled",
+            extra={
+                "namespace": ns,
+                "name": name,
+                "desired": desired,
+                "source": source,
+                "actions": [repr(a) for a in plan.actions],
+                "ready": plan.ready,
+            },
+        )

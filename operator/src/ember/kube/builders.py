@@ -1,0 +1,173 @@
+"""Pure builders of the objects Ember owns: replica pods and the Service. No I/O here."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from ember.api import labels as L
+from ember.api.v1alpha1 import API_VERSION, KIND, InferenceServiceSpec
+
+MODEL_MOUNT = "/mnt/models"
+CHECKPOINT_MOUNT = "/var/lib/ember/checkpoints"
+# vLLM needs a few seconds after SIGTERM to finish streams the Service no longer routes to; the pod
+# also waits this long before SIGTERM so endpoint removal reaches every proxy first.
+PRESTOP_SLEEP_S = 5
+
+
+def template_hash(spec: InferenceServiceSpec) -> str:
+    """Hash of everything that shapes a replica pod: a change rolls the replicas."""
+    shaping = spec.model_dump(
+        by_alias=True, mode="json", include={"model", "engine", "resources", "pod_metadata", "checkpoint"}
+    )
+    return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def selector_labels(name: str) -> dict[str, str]:
+    return {L.ISVC: name, L.COMPONENT: L.REPLICA}
+
+
+def selector_string(name: str) -> str:
+    return ",".join(f"{k}={v}" for k, v in selector_labels(name).items())
+
+
+def owner_reference(name: str, uid: str) -> dict[str, Any]:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "name": name,
+        "uid": uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def served_name(name: str, spec: InferenceServiceSpec) -> str:
+    return spec.model.served_name or name
+
+
+def _model_arg(spec: InferenceServiceSpec) -> tuple[str, list[dict[str, Any]], list[dict[str, Any]]]:
+    """The --model value, plus volumes and mounts the URI needs."""
+    uri = spec.model.uri
+    if uri.startswith("hf://"):
+        return uri.removeprefix("hf://"), [], []
+    if uri.startswith("pvc://"):
+        claim, _, sub = uri.removeprefix("pvc://").partition("/")
+        vol = {"name": "model", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
+        mount = {"name": "model", "mountPath": MODEL_MOUNT, "readOnly": True}
+        return f"{MODEL_MOUNT}/{sub}".rstrip("/"), [vol], [mount]
+    return uri.removeprefix("file://"), [], []
+
+
+def engine_args(name: str, spec: InferenceServiceSpec, model: str) -> list[str]:
+    e = spec.engine
+    args = [
+        "--model",
+        model,
+        "--served-model-name",
+        served_name(name, spec),
+        "--port",
+        str(e.port),
+        "--tensor-parallel-size",
+        str(e.tensor_parallel_size),
+        "--dtype",
+        e.dtype,
+    ]
+    if spec.model.uri.startswith("hf://"):
+        args += ["--revision", spec.model.revision]
+    if e.max_model_len:
+        args += ["--max-model-len", str(e.max_model_len)]
+    return args + list(e.args)
+
+
+def replica_pod(
+    name: str, namespace: str, uid: str, spec: InferenceServiceSpec, index: int, start_path: str = "cold"
+) -> dict[str, Any]:
+    model, volumes, mounts = _model_arg(spec)
+    r, e = spec.resources, spec.engine
+    requests: dict[str, str] = {"cpu": r.cpu, "memory": r.memory}
+    limits: dict[str, str] = {"memory": r.memory}
+    if r.gpu:
+        requests[L.GPU_RESOURCE] = limits[L.GPU_RESOURCE] = str(r.gpu)
+    if spec.checkpoint.enabled:
+        st = spec.checkpoint.storage
+        src = (
+            {"persistentVolumeClaim": {"claimName": st.claim_name}}
+            if st.type == "pvc"
+            else {"hostPath": {"path": st.path, "type": "DirectoryOrCreate"}}
+        )
+        volumes.append({"name": "checkpoints", **src})
+        mounts.append({"name": "checkpoints", "mountPath": CHECKPOINT_MOUNT})
+    probe = {"httpGet": {"path": "/health", "port": "http"}}
+    container = {
+        "name": "engine",
+        "image": e.image,
+        "args": engine_args(name, spec, model),
+        "ports": [{"name": "http", "containerPort": e.port, "protocol": "TCP"}],
+        "env": [{"name": v.name, "value": v.value} for v in e.env]
+        + [
+            {"name": "EMBER_INFERENCESERVICE", "value": name},
+            {"name": "EMBER_START_PATH", "value": start_path},
+        ],
+        "resources": {"requests": requests, "limits": limits},
+        # cold starts take minutes: the startup probe allows 30 min before liveness applies
+        "startupProbe": {**probe, "periodSeconds": 5, "failureThreshold": 360},
+        "readinessProbe": {**probe, "periodSeconds": 2, "failureThreshold": 2},
+        "livenessProbe": {**probe, "periodSeconds": 10, "failureThreshold": 6},
+        "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_SLEEP_S}}},
+        "volumeMounts": mounts,
+    }
+    pod_spec: dict[str, Any] = {
+        "containers": [container],
+        "volumes": volumes,
+        "priorityClassName": r.priority_class_name,
+        "terminationGracePeriodSeconds": spec.scaling.drain_timeout_seconds + PRESTOP_SLEEP_S + 30,
+        "enableServiceLinks": False,
+    }
+    if r.gpu:
+        pod_spec["tolerations"] = [{"key": L.GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}]
+    if r.gpu_type:
+        pod_spec["nodeSelector"] = {L.GPU_PRODUCT: r.gpu_type}
+    labels = {
+        **spec.pod_metadata.labels,
+        **selector_labels(name),
+        L.SERVING: "true",
+        L.TEMPLATE_HASH: template_hash(spec),
+        L.MANAGED_BY: L.MANAGED_BY_VALUE,
+        "app.kubernetes.io/name": "ember-replica",
+        "app.kubernetes.io/instance": name,
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": f"{name}-{index}",
+            "namespace": namespace,
+            "labels": labels,
+            "annotations": {**spec.pod_metadata.annotations, L.START_PATH: start_path},
+            "ownerReferences": [owner_reference(name, uid)],
+        },
+        "spec": pod_spec,
+    }
+
+
+def service(name: str, namespace: str, uid: str, spec: InferenceServiceSpec) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": {L.ISVC: name, L.MANAGED_BY: L.MANAGED_BY_VALUE},
+            "ownerReferences": [owner_reference(name, uid)],
+        },
+        "spec": {
+            "selector": {**selector_labels(name), L.SERVING: "true"},
+            "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+
+
+def endpoint(name: str, namespace: str) -> str:
+    return f"http://{name}.{namespace}.svc.cluster.local/v1"

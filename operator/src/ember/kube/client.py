@@ -1,0 +1,145 @@
+"""The only code that talks to the Kubernetes API (import-linter enforces it).
+
+Every call retries transient failures (409 Conflict on updates, 429, 5xx, dropped connections) with
+exponential backoff and jitter (tenacity), and treats the expected idempotency answers as success:
+AlreadyExists on create, NotFound on delete.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import tenacity
+import urllib3
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from ember.api.v1alpha1 import GROUP, PLURAL, VERSION
+
+log = logging.getLogger("ember.kube")
+T = TypeVar("T")
+RETRYABLE_STATUS = {409, 429, 500, 502, 503, 504}
+
+
+def _retryable(e: BaseException) -> bool:
+    if isinstance(e, ApiException):
+        return e.status in RETRYABLE_STATUS
+    return isinstance(e, urllib3.exceptions.HTTPError | ConnectionError | TimeoutError)
+
+
+def with_retries(
+    attempts: int = 6, max_wait_s: float = 5.0
+) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    return tenacity.retry(
+        retry=tenacity.retry_if_exception(_retryable),
+        wait=tenacity.wait_random_exponential(multiplier=0.1, max=max_wait_s),
+        stop=tenacity.stop_after_attempt(attempts),
+        before_sleep=lambda rs: log.warning(
+            "kubernetes API call failed, retrying",
+            extra={"attempt": rs.attempt_number, "error": str(rs.outcome.exception() if rs.outcome else "")},
+        ),
+        reraise=True,
+    )
+
+
+def api_client(kubeconfig: str | Path | None = None, timeout_s: float = 10.0) -> client.ApiClient:
+    cfg = client.Configuration()
+    if kubeconfig:
+        config.load_kube_config(config_file=str(kubeconfig), client_configuration=cfg)
+    else:
+        try:
+            config.load_incluster_config(client_configuration=cfg)
+        except config.ConfigException:
+            config.load_kube_config(client_configuration=cfg)
+    cfg.retries = 0  # tenacity retries, with backoff, at the call level
+    api = client.ApiClient(cfg)
+    api.rest_client.pool_manager.connection_pool_kw["timeout"] = urllib3.Timeout(total=timeout_s)
+    return api
+
+
+class KubeAPI:
+    """Typed verbs Ember uses, over one ApiClient (the seam where tests inject faults)."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self.api = api
+        self.core = client.CoreV1Api(api)
+        self.custom = client.CustomObjectsApi(api)
+        self.scheduling = client.SchedulingV1Api(api)
+
+    @with_retries()
+    def create_pod(self, manifest: dict[str, Any]) -> bool:
+        """Create; False if it already exists (idempotent)."""
+        try:
+            self.core.create_namespaced_pod(manifest["metadata"]["namespace"], manifest)
+            return True
+        except ApiException as e:
+            if e.status == 409 and "AlreadyExists" in (e.body or ""):
+                return False
+            raise
+
+    @with_retries()
+    def delete_pod(self, namespace: str, name: str) -> bool:
+        try:
+            self.core.delete_namespaced_pod(name, namespace)
+            return True
+        except ApiException as e:
+            if e.status == 404:
+                return False
+            raise
+
+    @with_retries()
+    def patch_pod_metadata(
+        self, namespace: str, name: str, labels: dict[str, str], annotations: dict[str, str]
+    ) -> bool:
+        try:
+            self.core.patch_namespaced_pod(
+                name, namespace, {"metadata": {"labels": labels, "annotations": annotations}}
+            )
+            return True
+        except ApiException as e:
+            if e.status == 404:
+                return False
+            raise
+
+    @with_retries()
+    def ensure_service(self, manifest: dict[str, Any]) -> bool:
+        """Create the Service, or patch selector and ports back if someone changed them."""
+        ns, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
+        try:
+            self.core.create_namespaced_service(ns, manifest)
+            return True
+        except ApiException as e:
+            if e.status != 409 or "AlreadyExists" not in (e.body or ""):
+                raise
+        live = self.core.read_namespaced_service(name, ns)
+        want = manifest["spec"]
+        if live.spec.selector != want["selector"] or len(live.spec.ports or []) != len(want["ports"]):
+            self.core.patch_namespaced_service(name, ns, {"spec": want})
+        return False
+
+    @with_retries()
+    def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        try:
+            self.custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, namespace, PLURAL, name, {"status": status}
+            )
+        except ApiException as e:
+            if e.status != 404:  # deleted meanwhile: nothing to report on
+                raise
+
+    @with_retries()
+    def list_pods(self, namespace: str, selector: str) -> list[Any]:
+        return list(self.core.list_namespaced_pod(namespace, label_selector=selector).items)
+
+    @with_retries()
+    def priority_class_exists(self, name: str) -> bool:
+        try:
+            self.scheduling.read_priority_class(name)
+            return True
+        except ApiException as e:
+            if e.status == 404:
+                return False
+            raise

@@ -1,0 +1,81 @@
+"""Applies a Plan idempotently: deletes and drains before creates; 404/409 are success.
+
+Returns Outcomes (what happened, as Event material) instead of raising: a failed call becomes a
+Warning outcome and a Degraded condition, never a crash loop. The next tick re-plans from what exists.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from kubernetes.client.exceptions import ApiException
+
+from ember.api import labels as L
+from ember.api.v1alpha1 import InferenceServiceSpec
+from ember.kube import builders
+from ember.kube.client import KubeAPI
+from ember.policy.rollout import Create, Delete, Drain, Plan
+
+log = logging.getLogger("ember.executor")
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    namespace: str
+    uid: str
+    spec: InferenceServiceSpec
+
+
+@dataclass(frozen=True)
+class Outcome:
+    type: str  # Normal | Warning
+    reason: str
+    message: str
+
+    @property
+    def failed(self) -> bool:
+        return self.type == "Warning"
+
+
+def _error(e: Exception) -> str:
+    if isinstance(e, ApiException):
+        return f"{e.status} {e.reason}: {(e.body or '')[:300]}"
+    return f"{type(e).__name__}: {e}"
+
+
+def execute(api: KubeAPI, t: Target, plan: Plan, now: datetime | None = None) -> list[Outcome]:
+    now = now or datetime.now(UTC)
+    out: list[Outcome] = []
+    ordered = [a for a in plan.actions if isinstance(a, Delete | Drain)] + plan.of(Create)
+    for a in ordered:
+        try:
+            if isinstance(a, Delete):
+                if api.delete_pod(t.namespace, a.name):
+                    out.append(Outcome("Normal", "ReplicaDeleted", f"deleted {a.name} ({a.reason})"))
+            elif isinstance(a, Drain):
+                if api.patch_pod_metadata(
+                    t.namespace, a.name, {L.SERVING: "false"}, {L.DRAIN_STARTED: now.isoformat()}
+                ):
+                    out.append(
+                        Outcome("Normal", "ReplicaDraining", f"{a.name} left the Service ({a.reason})")
+                    )
+            elif isinstance(a, Create):
+                pod = builders.replica_pod(t.name, t.namespace, t.uid, t.spec, a.index)
+                if api.create_pod(pod):
+                    out.append(Outcome("Normal", "ReplicaCreated", f"created {pod['metadata']['name']}"))
+        except Exception as e:  # noqa: BLE001 - reported as an Event and a condition, retried next tick
+            log.warning("action failed", extra={"action": repr(a), "error": _error(e)})
+            out.append(Outcome("Warning", f"{type(a).__name__}Failed", f"{a!r}: {_error(e)}"))
+    return out
+
+
+def ensure_service(api: KubeAPI, t: Target) -> Outcome | None:
+    try:
+        if api.ensure_service(builders.service(t.name, t.namespace, t.uid, t.spec)):
+            return Outcome("Normal", "ServiceCreated", f"created Service {t.name}")
+    except Exception as e:  # noqa: BLE001
+        return Outcome("Warning", "ServiceFailed", _error(e))
+    return None

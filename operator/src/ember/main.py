@@ -1,0 +1,55 @@
+"""`ember-operator`: build settings, clients and metrics once, register handlers, run kopf."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+
+import kopf
+from prometheus_client import start_http_server
+
+from ember.config import Settings
+from ember.handlers.context import OperatorContext
+from ember.handlers.registry import register
+from ember.kube.client import KubeAPI, api_client
+from ember.telemetry import logs
+from ember.telemetry.metrics import Metrics
+
+
+def build(settings: Settings) -> tuple[kopf.OperatorRegistry, OperatorContext]:
+    if settings.kubeconfig:
+        os.environ["KUBECONFIG"] = settings.kubeconfig  # kopf's own login reads it too
+    ctx = OperatorContext(
+        settings=settings,
+        api=KubeAPI(api_client(settings.kubeconfig, settings.api_timeout_seconds)),
+        metrics=Metrics.create(),
+    )
+    reg = kopf.OperatorRegistry()
+    register(reg, ctx)
+    return reg, ctx
+
+
+def main() -> None:
+    settings = Settings()
+    logs.configure(settings.log_format)
+    reg, ctx = build(settings)
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port, addr="0.0.0.0", registry=ctx.metrics.registry)
+    logging.getLogger("ember").info("starting", extra={"settings": settings.model_dump()})
+    asyncio.run(
+        kopf.operator(
+            registry=reg,
+            clusterwide=not settings.namespaces,
+            namespaces=settings.namespaces,
+            standalone=settings.peering is None,
+            peering_name=settings.peering or "default",
+            liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz"
+            if settings.health_port
+            else None,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""A real Prometheus (Debian's build) with a generated scrape config, for the autoscaler's metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import yaml
+
+from ember_cluster.paths import Binaries
+from ember_cluster.procs import Proc, free_port, spawn, stop_pid, wait_until
+
+
+@dataclass
+class Prometheus:
+    workdir: Path
+    # static targets: job name -> list of "host:port"
+    targets: dict[str, list[str]] = field(default_factory=dict)
+    scrape_interval_s: float = 1.0
+    port: int = 0
+    proc: Proc | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def config(self) -> dict[str, object]:
+        return {
+            "global": {"scrape_interval": f"{self.scrape_interval_s}s", "evaluation_interval": "5s"},
+            "scrape_configs": [
+                {"job_name": job, "static_configs": [{"targets": t}]} for job, t in sorted(self.targets.items())
+            ],
+        }
+
+    def start(self) -> Prometheus:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        cfg = self.workdir / "prometheus.yml"
+        cfg.write_text(yaml.safe_dump(self.config()))
+        self.port = self.port or free_port()
+        log = self.workdir / "prometheus.log"
+        self.proc = spawn(
+            "prometheus",
+            [
+                str(Binaries.locate().prometheus),
+                f"--config.file={cfg}", f"--storage.tsdb.path={self.workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}", "--web.enable-lifecycle",
+                "--storage.tsdb.retention.time=1d", "--log.level=warn",
+            ],
+            log,
+        )
+        wait_until(self.proc, "prometheus", lambda: httpx.get(f"{self.url}/-/ready", timeout=1).status_code == 200,
+                   60, log)
+        return self
+
+    def reload(self, targets: dict[str, list[str]]) -> None:
+        self.targets = targets
+        (self.workdir / "prometheus.yml").write_text(yaml.safe_dump(self.config()))
+        httpx.post(f"{self.url}/-/reload", timeout=10).raise_for_status()
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_pid(self.proc.pid)
+            self.proc = None
+
+    def __enter__(self) -> Prometheus:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
