@@ -1,4 +1,6 @@
-"""A tiny stateful HTTP "engine" for the real-CRIU tests: `python -m ember_checkpoint.testing.counter_server PORT`.
+"""A tiny stateful HTTP "engine" for the real-CRIU tests.
+
+Run: `python -m ember_checkpoint.testing.counter_server PORT`.
 
 GET /inc adds one to a counter held in memory and returns it; GET /state returns it unchanged (the
 canary: deterministic for a given process state); GET /health answers 200. POST /v1/completions
