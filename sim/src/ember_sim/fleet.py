@@ -114,10 +114,11 @@ class Fleet:
             return None
         return self._route(req, req.arrival_s)
 
-    def advance(self, t_s: float) -> None:
-        """Move every replica to `t_s`, committing partial decode runs, and record a gauge sample."""
+    def advance(self, t_s: float, sample: bool = True) -> None:
+        """Move every replica to `t_s`, committing partial decode runs; record a gauge sample if asked."""
         self._advance(t_s, partial=True)
-        self.samples.append(Sample(t_s, self.gauges(), len(self.queue)))
+        if sample:
+            self.samples.append(Sample(t_s, self.gauges(), len(self.queue)))
 
     # ---- observations -------------------------------------------------------------------------
 
