@@ -1,0 +1,42 @@
+"""Supervisor settings, read once at start from a JSON file (EMBER_SUPERVISOR_CONFIG or --config)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from ember_checkpoint.manifest import Canary
+
+
+class SupervisorConfig(BaseModel):
+    engine_argv: list[str] = Field(min_length=1, description="the engine's command line (cold start)")
+    engine_port: int = Field(description="port the engine serves on; a restored engine keeps the dumped one")
+    health_path: str = "/health"
+    identity: dict[str, object] = Field(
+        description="manifest.Identity fields except criu_version, cuda_driver_version, gpu_model (detected)"
+    )
+    checkpoint_dir: Path | None = Field(
+        default=None, description="checkpoint storage (PVC mount); None: never"
+    )
+    state_dir: Path = Field(description="survives container restarts (emptyDir): failure file, engine log")
+    listen_port: int = Field(default=8081, description="the supervisor's own HTTP port")
+    cold_timeout_s: float = Field(default=900.0, description="cold start to healthy; vLLM on CPU took ~45 s")
+    restore_timeout_s: float = Field(default=120.0, description="restore to healthy; a CPU restore took ~2 s")
+    require_verified: bool = Field(default=True, description="restore only checkpoints a canary proved good")
+    canary: Canary | None = Field(default=None, description="recorded at each checkpoint; needed to verify")
+    verify_after_checkpoint: bool = True
+    keep_verified: int = Field(default=2, ge=0, description="gc keeps this many verified per identity")
+    quiesce_metrics: list[str] = Field(
+        default=["vllm:num_requests_running", "vllm:num_requests_waiting"],
+        description="engine gauges that must all read 0 before a dump (absent metrics count as 0)",
+    )
+    quiesce_timeout_s: float = 60.0
+
+    @property
+    def engine_url(self) -> str:
+        return f"http://127.0.0.1:{self.engine_port}"
+
+    @classmethod
+    def load(cls, path: Path) -> SupervisorConfig:
+        return cls.model_validate_json(path.read_text())

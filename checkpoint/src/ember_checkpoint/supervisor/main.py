@@ -1,0 +1,183 @@
+"""`ember-supervisor --config FILE`: PID 1 of the replica container.
+
+Starts the engine (see `startup`), then serves the supervisor's own endpoint until SIGTERM or the
+engine exits (the container then exits with the engine's status, and the kubelet decides):
+  GET  /healthz     200 while the engine answers its health path, else 503
+  GET  /startup     the start path, the fallback reason if any, and seconds per phase (JSON)
+  POST /checkpoint  live dump of the engine (it keeps serving), canary verify, gc; the manifest (JSON)
+  GET  /metrics     Prometheus text
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from ember_checkpoint import cuda, lifecycle
+from ember_checkpoint.cli import local_identity
+from ember_checkpoint.criu import Criu
+from ember_checkpoint.manifest import Manifest
+from ember_checkpoint.storage import LocalDirStorage
+from ember_checkpoint.supervisor import procs
+from ember_checkpoint.supervisor.config import SupervisorConfig
+from ember_checkpoint.supervisor.metrics import SupervisorMetrics
+from ember_checkpoint.supervisor.startup import Startup, start_engine
+from ember_checkpoint.verify import verify
+
+log = logging.getLogger("ember.supervisor")
+
+
+class Supervisor:
+    def __init__(self, cfg: SupervisorConfig) -> None:
+        self.cfg = cfg
+        self.metrics = SupervisorMetrics()
+        self.startup = Startup()
+        self._checkpoint_lock = threading.Lock()
+
+    def engine_healthy(self) -> bool:
+        try:
+            return httpx.get(self.cfg.engine_url + self.cfg.health_path, timeout=2.0).is_success
+        except httpx.HTTPError:
+            return False
+
+    def quiesce(self) -> None:
+        """Wait until the engine's in-flight gauges read 0 (metrics it does not export count as 0)."""
+        deadline = time.monotonic() + self.cfg.quiesce_timeout_s
+        while True:
+            try:
+                text = httpx.get(self.cfg.engine_url + "/metrics", timeout=5.0).text
+                busy = sum(
+                    s.value
+                    for fam in text_string_to_metric_families(text)
+                    for s in fam.samples
+                    if s.name in self.cfg.quiesce_metrics
+                )
+            except (httpx.HTTPError, ValueError):
+                busy = 0.0
+            if busy == 0:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"engine still busy ({busy:.0f} requests) after {self.cfg.quiesce_timeout_s}s"
+                )
+            time.sleep(0.1)
+
+    def checkpoint(self) -> Manifest:
+        if self.cfg.checkpoint_dir is None or self.startup.engine_pid is None:
+            raise RuntimeError("no checkpoint_dir configured, or no engine running")
+        t0 = time.monotonic()
+        with self._checkpoint_lock, procs.children_lock:
+            criu, gpu = Criu.find(), cuda.load()
+            identity = local_identity(self.cfg.identity, criu, gpu)
+            storage = LocalDirStorage(self.cfg.checkpoint_dir)
+            cid = f"{identity.hash()[7:19]}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%fZ')}"
+            req = lifecycle.DumpRequest(
+                pid=self.startup.engine_pid,
+                checkpoint_id=cid,
+                identity=identity,
+                engine_port=self.cfg.engine_port,
+                health_path=self.cfg.health_path,
+                canary=self.cfg.canary,
+                leave_running=True,
+            )
+            manifest = lifecycle.dump(req, storage, criu, gpu, quiesce=self.quiesce)
+            if self.cfg.verify_after_checkpoint and manifest.canary is not None:
+                manifest = verify(cid, storage, criu, timeout_s=self.cfg.restore_timeout_s)
+            lifecycle.gc(storage, self.cfg.keep_verified)
+        self.metrics.checkpoints.labels("verified" if manifest.verified else "unverified").inc()
+        self.metrics.checkpoint_seconds.set(time.monotonic() - t0)
+        return manifest
+
+
+def _handler(sup: Supervisor) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path == "/healthz":
+                ok = sup.engine_healthy()
+                self._send(200 if ok else 503, json.dumps({"engine_healthy": ok}))
+            elif self.path == "/startup":
+                self._send(200, json.dumps(sup.startup.as_dict()))
+            elif self.path == "/metrics":
+                self._send(200, generate_latest(sup.metrics.registry).decode(), CONTENT_TYPE_LATEST)
+            else:
+                self._send(404, "{}")
+
+        def do_POST(self) -> None:
+            if self.path != "/checkpoint":
+                self._send(404, "{}")
+                return
+            try:
+                self._send(200, sup.checkpoint().to_json())
+            except Exception as e:  # reported to the caller (the operator) and counted; the engine runs on
+                sup.metrics.checkpoints.labels("failed").inc()
+                log.error(
+                    json.dumps({"event": "checkpoint_failed", "error": f"{type(e).__name__}: {e}"[:2000]})
+                )
+                self._send(500, json.dumps({"error": f"{type(e).__name__}: {e}"[:4000]}))
+
+        def _send(self, code: int, body: str, ctype: str = "application/json") -> None:
+            data = body.encode()
+            self.send_response(code)
+            self.send_header("content-type", ctype)
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    return Handler
+
+
+def run(cfg: SupervisorConfig) -> int:
+    procs.become_subreaper()
+    sup = Supervisor(cfg)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    server = ThreadingHTTPServer(("0.0.0.0", cfg.listen_port), _handler(sup))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        sup.startup = start_engine(cfg, sup.metrics)
+    except Exception as e:  # the cold start failed too: exit, and let the kubelet's backoff decide
+        log.error(json.dumps({"event": "engine_start_failed", "error": f"{type(e).__name__}: {e}"[:2000]}))
+        server.shutdown()
+        return 1
+    status = 0
+    while not stop.wait(0.2):
+        st = procs.reap(sup.startup.engine_pid)
+        if st is not None:
+            status = os.waitstatus_to_exitcode(st)
+            log.error(json.dumps({"event": "engine_exited", "status": status}))
+            break
+    else:
+        assert sup.startup.engine_pid is not None
+        procs.terminate(sup.startup.engine_pid)
+    server.shutdown()
+    return status if status >= 0 else 128 - status
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    p = argparse.ArgumentParser(prog="ember-supervisor")
+    p.add_argument("--config", type=Path, default=os.environ.get("EMBER_SUPERVISOR_CONFIG"))
+    args = p.parse_args(argv)
+    if args.config is None:
+        p.error("--config or EMBER_SUPERVISOR_CONFIG is required")
+    raise SystemExit(run(SupervisorConfig.load(args.config)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""Child processes as PID 1 sees them: the engine, restored trees that reparent to us, and zombies.
+
+The supervisor marks itself a child subreaper, so a tree CRIU restores (`restore -d`: CRIU's child,
+orphaned when CRIU exits) becomes our child wherever the supervisor runs, and orphans from inside the
+engine come to us to be reaped. Reaping uses waitpid(-1), which would also steal the exit status of a
+subprocess (criu, unshare) being waited on elsewhere: `children_lock` is held around every spawn of
+such a subprocess and by the reaper, so the two never overlap.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+import threading
+from pathlib import Path
+
+_PR_SET_CHILD_SUBREAPER = 36
+
+children_lock = threading.RLock()
+
+
+def become_subreaper() -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
+
+
+def start_engine(argv: list[str], log: Path, env: dict[str, str] | None = None) -> int:
+    """Start the engine in its own session with stdio in a file: CRIU can dump neither a pipe to a
+    process outside the tree nor a tree whose session leader is outside it."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with children_lock, open(os.devnull) as devnull, log.open("ab") as out:
+        proc = subprocess.Popen(argv, stdin=devnull, stdout=out, stderr=out, start_new_session=True, env=env)
+    # Popen's own bookkeeping is dropped: the reaper owns the exit status from here on.
+    proc.returncode = 0
+    return proc.pid
+
+
+def reap(engine_pid: int | None) -> int | None:
+    """Reap every exited child; returns the engine's wait status if the engine was among them."""
+    status = None
+    if not children_lock.acquire(blocking=False):
+        return None
+    try:
+        while True:
+            try:
+                pid, st = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            if pid == engine_pid:
+                status = st
+    finally:
+        children_lock.release()
+    return status
+
+
+def terminate(pid: int, grace_s: float = 10.0) -> None:
+    """SIGTERM the engine's process group, then SIGKILL what is left after the grace period."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = grace_s if sig == signal.SIGTERM else 5.0
+        waited = 0.0
+        while waited < deadline:
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if done:
+                return
+            threading.Event().wait(0.05)
+            waited += 0.05
