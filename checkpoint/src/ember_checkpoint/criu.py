@@ -233,6 +233,7 @@ class Criu:
         timeout_s: float,
     ) -> float:
         """Dump the tree rooted at pid into images; returns the seconds it took."""
+        images, log_file = images.resolve(), log_file.resolve()  # CRIU reads -o relative to -D
         images.mkdir(parents=True, exist_ok=True)
         log_file.parent.mkdir(parents=True, exist_ok=True)
         argv = dump_argv(self.argv, pid, images, log_file, shell_job=shell_job, leave_running=leave_running)
@@ -246,6 +247,7 @@ class Criu:
         self, images: Path, log_file: Path, pidfile: Path, *, shell_job: bool, timeout_s: float
     ) -> int:
         """Restore detached; returns the restored root's pid (as CRIU wrote it to pidfile)."""
+        images, log_file, pidfile = images.resolve(), log_file.resolve(), pidfile.resolve()
         log_file.parent.mkdir(parents=True, exist_ok=True)
         pidfile.unlink(missing_ok=True)
         done = self.runner(restore_argv(self.argv, images, log_file, pidfile, shell_job=shell_job), timeout_s)

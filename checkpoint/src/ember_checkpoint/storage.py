@@ -63,7 +63,8 @@ class Storage(Protocol):
 
 class LocalDirStorage:
     def __init__(self, root: Path) -> None:
-        self.root = root
+        # Absolute: CRIU resolves relative log and pidfile paths against the images directory.
+        self.root = root.resolve()
 
     def staging(self, checkpoint_id: str) -> Path:
         check_id(checkpoint_id)

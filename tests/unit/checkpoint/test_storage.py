@@ -66,3 +66,11 @@ def test_clean_stale_removes_leftover_staging(tmp_path: Path) -> None:
     s.staging("c1")
     assert len(s.clean_stale()) == 1
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_relative_root_is_made_absolute_because_criu_resolves_paths_against_the_images_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    s = LocalDirStorage(Path("rel"))
+    assert s.root == tmp_path / "rel" and s.staging("c1").is_absolute()
