@@ -206,7 +206,9 @@ class ReplicaExporter:
         self._server = ThreadingHTTPServer(("127.0.0.1", self._requested_port), handler)
         self._server.daemon_threads = True
         self.port = int(self._server.server_port)
-        threading.Thread(target=self._server.serve_forever, name=f"metrics-{self.port}", daemon=True).start()
+        threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), name=f"metrics-{self.port}", daemon=True
+        ).start()  # a short poll interval: stop() waits up to one interval
         return self
 
     def stop(self) -> None:
