@@ -66,6 +66,13 @@ class _Converter:
             del s["default"]
         if isinstance(s.get("exclusiveMinimum"), int | float) and not isinstance(s["exclusiveMinimum"], bool):
             s["minimum"], s["exclusiveMinimum"] = s["exclusiveMinimum"], True
+        if s.get("type") == "number" and isinstance(s.get("minimum"), float) and not s["minimum"].is_integer():
+            # kube-apiserver truncates a fractional minimum to an integer when the value is an integer
+            # (0 passes `minimum: 0.5`): a CEL rule enforces the real bound whatever the value's type.
+            m = s["minimum"]
+            s.setdefault("x-kubernetes-validations", []).append(
+                {"rule": f"self >= {m}", "message": f"must be greater than or equal to {m}"}
+            )
         if "const" in s:
             s["enum"] = [s.pop("const")]
         if "properties" in s:
@@ -100,14 +107,14 @@ def _object_defaults(schema: dict[str, Any], model: type[EmberModel]) -> None:
     against the schema and its CEL rules *before* nested defaulting, so `{}` would not do."""
     for fname, f in model.model_fields.items():
         prop = schema.get("properties", {}).get(f.alias or fname)
-        sub = _sub_model(f.annotation)
-        if prop is None or sub is None:
+        if prop is None:
             continue
-        _object_defaults(prop.get("items", prop), sub)
+        sub = _sub_model(f.annotation)
+        if sub is not None:
+            _object_defaults(prop.get("items", prop), sub)
         if f.default_factory is not None:
             value = f.default_factory()  # type: ignore[call-arg]
-            if isinstance(value, EmberModel):
-                prop["default"] = value.to_k8s()
+            prop["default"] = value.to_k8s() if isinstance(value, EmberModel) else value
 
 
 def _schema(model: type[EmberModel], keep_defaults: bool) -> dict[str, Any]:

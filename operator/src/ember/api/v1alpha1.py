@@ -172,7 +172,7 @@ class Scaling(EmberModel):
     """Most replicas added by one decision."""
     max_scale_down_step: int = Field(1, ge=1, le=1000)
     """Most replicas removed by one decision."""
-    decision_interval_seconds: float = Field(5.0, ge=0.5, le=600)
+    decision_interval_seconds: int = Field(5, ge=1, le=600)
     """How often the autoscaler observes and decides."""
     drain_timeout_seconds: int = Field(90, ge=0, le=3600)
     """How long a replica leaving the Service may finish its streams before it is deleted."""

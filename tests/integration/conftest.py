@@ -1,0 +1,99 @@
+"""Integration tier: a real control plane for the whole session (ember_cluster.LocalCluster).
+
+Every test gets its own namespace. On failure, forensics (events, pods, operator and component log
+tails) are printed into the report by `forensics`.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ember_cluster import GPUNodePool, LocalCluster
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    wd = tmp_path_factory.mktemp("cluster")
+    pools = (
+        GPUNodePool(count=4, gpus_per_node=8, product="H100-80GB", prefix="gpu-h100"),
+        GPUNodePool(count=1, gpus_per_node=8, product="A100-80GB", prefix="gpu-a100"),
+    )
+    with LocalCluster(wd, pools=pools, pod_ready_delay_ms=500) as c:
+        yield c
+
+
+class Kube:
+    """Small helpers over the official client, bound to one test namespace."""
+
+    def __init__(self, cluster: LocalCluster, namespace: str) -> None:
+        self.cluster, self.ns = cluster, namespace
+        self.core = cluster.api(client.CoreV1Api)
+        self.custom = cluster.api(client.CustomObjectsApi)
+        self.sched = cluster.api(client.SchedulingV1Api)
+
+    def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+        cmd = [str(self.cluster.binaries.kubectl), f"--kubeconfig={self.cluster.kubeconfig}", "-n", self.ns, *args]
+        return subprocess.run(cmd, input=input, text=True, capture_output=True, check=check, timeout=60)
+
+    def pods(self, selector: str = "") -> list[Any]:
+        return list(self.core.list_namespaced_pod(self.ns, label_selector=selector).items)
+
+    def pod_ready(self, pod: Any) -> bool:
+        return any(c.type == "Ready" and c.status == "True" for c in (pod.status.conditions or []))
+
+    def ensure_priority_class(self, name: str, value: int) -> None:
+        try:
+            self.sched.create_priority_class({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+                                              "metadata": {"name": name}, "value": value})
+        except ApiException as e:
+            if e.status != 409:
+                raise
+
+
+def eventually(check: Callable[[], Any], timeout_s: float = 30.0, every_s: float = 0.2, what: str = "") -> Any:
+    """Poll until `check()` returns a truthy value; fail with the last value or error otherwise."""
+    deadline, last = time.monotonic() + timeout_s, None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+            if last:
+                return last
+        except Exception as e:  # noqa: BLE001 - not there yet (404, assertion); the deadline decides
+            last = e
+        time.sleep(every_s)
+    raise AssertionError(f"not true after {timeout_s}s: {what or check} (last: {last!r})")
+
+
+@pytest.fixture
+def kube(cluster: LocalCluster, request: pytest.FixtureRequest) -> Iterator[Kube]:
+    ns = f"t-{uuid.uuid4().hex[:8]}"
+    k = Kube(cluster, ns)
+    k.core.create_namespace({"metadata": {"name": ns}})
+    # the service-account controller must make `default` before pods can be admitted
+    eventually(lambda: k.core.read_namespaced_service_account("default", ns), 30, what="default SA")
+    yield k
+    rep = getattr(request.node, "rep_call", None)
+    if rep is not None and rep.failed:
+        print("\n==== forensics:", ns)
+        print(k.kubectl("get", "all,events", "-o", "wide", check=False).stdout[-6000:])
+        for log in sorted((cluster.workdir / "logs").glob("*.log")):
+            print(f"---- {log.name} (tail)")
+            print("\n".join(log.read_text(errors="replace").splitlines()[-8:]))
+    k.core.delete_namespace(ns)
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, f"rep_{rep.when}", rep)
