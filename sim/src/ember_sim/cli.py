@@ -111,7 +111,7 @@ def run_simulate(args: argparse.Namespace) -> int:
             edge += args.window_s
         fleet.submit(req)
     end = (reqs[-1].arrival_s if reqs else 0.0) + args.window_s
-    while edge <= end:
+    while edge - args.window_s < end:  # the last window covers the tail of the load
         windows.append(_window(fleet, edge - args.window_s, edge))
         edge += args.window_s
     tot = fleet.totals()

@@ -22,12 +22,18 @@ log = logging.getLogger(__name__)
 
 class KubePodWatcher:
     def __init__(
-        self, kubeconfig: Path, namespace: str, inferenceservice: str, watch_timeout_s: int = 30
+        self,
+        kubeconfig: Path | None,
+        namespace: str,
+        inferenceservice: str,
+        watch_timeout_s: int = 30,
+        api: Any = None,
     ) -> None:
         self.namespace = namespace
         self.selector = label_selector(inferenceservice)
         self.watch_timeout_s = watch_timeout_s
-        self._api = client.CoreV1Api(config.new_client_from_config(config_file=str(kubeconfig)))
+        # `api` lets tests pass a stand-in; otherwise a client of its own, never the global config
+        self._api = api or client.CoreV1Api(config.new_client_from_config(config_file=str(kubeconfig)))
         self._pods: dict[str, PodView] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
