@@ -12,11 +12,20 @@ from ember_cluster.paths import Binaries
 from ember_cluster.procs import Proc, free_port, spawn, stop_pid, wait_until
 
 
+def _duration(seconds: float) -> str:
+    """A Prometheus duration: it has no fractional units ("1.0s" is refused), so whole milliseconds."""
+    return f"{round(seconds * 1000)}ms"
+
+
 @dataclass
 class Prometheus:
     workdir: Path
     # static targets: job name -> list of "host:port"
     targets: dict[str, list[str]] = field(default_factory=dict)
+    # file-discovered targets: job name -> file_sd JSON files, which Prometheus re-reads on change
+    # (and every refresh interval), so targets can come and go without a reload
+    file_sd: dict[str, list[Path]] = field(default_factory=dict)
+    file_sd_refresh_s: float = 1.0
     scrape_interval_s: float = 1.0
     port: int = 0
     proc: Proc | None = None
@@ -27,9 +36,18 @@ class Prometheus:
 
     def config(self) -> dict[str, object]:
         return {
-            "global": {"scrape_interval": f"{self.scrape_interval_s}s", "evaluation_interval": "5s"},
+            "global": {"scrape_interval": _duration(self.scrape_interval_s), "evaluation_interval": "5s"},
             "scrape_configs": [
                 {"job_name": job, "static_configs": [{"targets": t}]} for job, t in sorted(self.targets.items())
+            ]
+            + [
+                {
+                    "job_name": job,
+                    "file_sd_configs": [
+                        {"files": [str(f) for f in files], "refresh_interval": _duration(self.file_sd_refresh_s)}
+                    ],
+                }
+                for job, files in sorted(self.file_sd.items())
             ],
         }
 
