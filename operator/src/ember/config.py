@@ -27,5 +27,16 @@ class Settings(BaseSettings):
     peering: str | None = None
     """kopf peering name: with several operator replicas only the highest-priority one acts.
     None runs standalone (one replica)."""
+    leader_election: bool = False
+    """Hold a coordination.k8s.io Lease before acting, so that of several replicas exactly one reconciles
+    (kube/leader.py). Off by default: one replica needs no Lease and no Lease RBAC."""
+    leader_election_namespace: str | None = None
+    """Namespace of the Lease; None: the pod's own namespace (service-account mount), else `default`."""
+    leader_election_lease_name: str = Field("ember-operator", min_length=1, max_length=253)
+    """Name of the Lease; two Ember installations in one namespace need different names."""
+    leader_election_lease_duration_seconds: float = Field(15.0, ge=3)
+    """A standby takes over this long after the leader's last renewal; the leader gives up after 2/3 of
+    it without a renewal. 15 s as client-go's default: a failover within ~15 s costs at most that long
+    without scaling decisions, and shorter leases mean more API writes (one per duration/7.5)."""
     log_format: str = Field("json", pattern="^(json|text)$")
     """json: one JSON object per line (for log pipelines); text: for humans."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Coroutine
+from typing import Any
 
 import kopf
 from prometheus_client import start_http_server
@@ -12,6 +14,7 @@ from prometheus_client import start_http_server
 from ember.config import Settings
 from ember.handlers.context import OperatorContext
 from ember.handlers.registry import register
+from ember.kube import leader
 from ember.kube.client import KubeAPI, api_client
 from ember.telemetry import logs
 from ember.telemetry.metrics import Metrics
@@ -37,8 +40,9 @@ def main() -> None:
     if settings.metrics_port:
         start_http_server(settings.metrics_port, addr="0.0.0.0", registry=ctx.metrics.registry)
     logging.getLogger("ember").info("starting", extra={"settings": settings.model_dump()})
-    asyncio.run(
-        kopf.operator(
+
+    def operate(stop_flag: asyncio.Event | None = None) -> Coroutine[Any, Any, None]:
+        return kopf.operator(
             registry=reg,
             clusterwide=not settings.namespaces,
             namespaces=settings.namespaces,
@@ -47,8 +51,20 @@ def main() -> None:
             liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz"
             if settings.health_port
             else None,
+            stop_flag=stop_flag,
         )
+
+    if not settings.leader_election:
+        asyncio.run(operate())
+        return
+    elector = leader.LeaseElector(
+        ctx.api.api,
+        settings.leader_election_namespace or leader.default_namespace(),
+        settings.leader_election_lease_name,
+        leader.new_identity(),
+        settings.leader_election_lease_duration_seconds,
     )
+    asyncio.run(elector.lead(operate, settings.health_port))
 
 
 if __name__ == "__main__":
