@@ -153,52 +153,49 @@ def readme(current: str, table: str) -> str:
 
 
 def _target(expr: str, legend: str) -> dict[str, Any]:
-    return {"expr": expr, "legendFormat": legend, "datasource": {"type": "prometheus", "uid": "${datasource}"}}
+    return {
+        "expr": expr,
+        "legendFormat": legend,
+        "datasource": {"type": "prometheus", "uid": "${datasource}"},
+    }
 
 
+NS, RI = '{namespace=~"$ns"}', "[$__rate_interval]"  # $ns: the InferenceService namespaces picked
 PANELS: list[tuple[str, str, list[tuple[str, str]]]] = [
-    # (title, unit, [(expr, legend)]); $ns filters on the InferenceService's namespace.
+    # (title, unit, [(expr, legend)])
     ("Replicas: desired vs ready", "short", [
-        ('sum by (namespace, name) (ember_replicas_desired{namespace=~"$ns"})', "desired {{namespace}}/{{name}}"),
-        ('sum by (namespace, name) (ember_replicas_ready{namespace=~"$ns"})', "ready {{namespace}}/{{name}}"),
+        (f"sum by (namespace, name) (ember_replicas_desired{NS})", "desired {{namespace}}/{{name}}"),
+        (f"sum by (namespace, name) (ember_replicas_ready{NS})", "ready {{namespace}}/{{name}}"),
     ]),
     ("Scaling decisions by reason", "short", [
-        ('sum by (reason, mode) (increase(ember_scaling_decisions_total{namespace=~"$ns"}[$__rate_interval]))',
-         "{{reason}} ({{mode}})"),
+        (f"sum by (reason, mode) (increase(ember_scaling_decisions_total{NS}{RI}))", "{{reason}} ({{mode}})"),
     ]),
     ("Replica actions by result", "short", [
-        ("sum by (action, result) (increase(ember_replica_actions_total[$__rate_interval]))",
-         "{{action}} {{result}}"),
+        (f"sum by (action, result) (increase(ember_replica_actions_total{RI}))", "{{action}} {{result}}"),
     ]),
     ("Reconcile latency", "s", [
-        ("histogram_quantile(0.5, sum by (le) (rate(ember_reconcile_duration_seconds_bucket[$__rate_interval])))",
-         "p50"),
-        ("histogram_quantile(0.95, sum by (le) (rate(ember_reconcile_duration_seconds_bucket[$__rate_interval])))",
-         "p95"),
+        (f"histogram_quantile({q}, sum by (le) (rate(ember_reconcile_duration_seconds_bucket{RI})))", f"p{p}")
+        for q, p in (("0.5", 50), ("0.95", 95))
     ]),
     ("Reconciles by result", "ops", [
-        ("sum by (result) (rate(ember_reconciles_total[$__rate_interval]))", "{{result}}"),
+        (f"sum by (result) (rate(ember_reconciles_total{RI}))", "{{result}}"),
     ]),
     ("TTFT p95 (vLLM)", "s", [
-        ("histogram_quantile(0.95, sum by (le, namespace, model_name) "
-         '(rate(vllm:time_to_first_token_seconds_bucket{namespace=~"$ns"}[$__rate_interval])))',
-         "{{namespace}} {{model_name}}"),
+        (f"histogram_quantile(0.95, sum by (le, namespace, model_name) "
+         f"(rate(vllm:time_to_first_token_seconds_bucket{NS}{RI})))", "{{namespace}} {{model_name}}"),
     ]),
     ("Inter-token latency p95 (vLLM)", "s", [
-        ("histogram_quantile(0.95, sum by (le, namespace, model_name) "
-         '(rate(vllm:inter_token_latency_seconds_bucket{namespace=~"$ns"}[$__rate_interval])))',
-         "{{namespace}} {{model_name}}"),
+        (f"histogram_quantile(0.95, sum by (le, namespace, model_name) "
+         f"(rate(vllm:inter_token_latency_seconds_bucket{NS}{RI})))", "{{namespace}} {{model_name}}"),
     ]),
     ("Start paths (cold vs restore)", "short", [
-        ('sum by (path) (increase(ember_supervisor_start_path_total{namespace=~"$ns"}[$__rate_interval]))',
-         "{{path}}"),
+        (f"sum by (path) (increase(ember_supervisor_start_path_total{NS}{RI}))", "{{path}}"),
     ]),
     ("Start time by phase (last start)", "s", [
-        ('max by (phase) (ember_supervisor_start_phase_seconds{namespace=~"$ns"})', "{{phase}}"),
+        (f"max by (phase) (ember_supervisor_start_phase_seconds{NS})", "{{phase}}"),
     ]),
     ("Restore failures by reason", "short", [
-        ('sum by (reason) (increase(ember_supervisor_restore_failures_total{namespace=~"$ns"}[$__rate_interval]))',
-         "{{reason}}"),
+        (f"sum by (reason) (increase(ember_supervisor_restore_failures_total{NS}{RI}))", "{{reason}}"),
     ]),
 ]  # fmt: skip
 

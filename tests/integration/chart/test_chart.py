@@ -1,0 +1,226 @@
+"""The chart with real helm on the real control plane: lint, server-side dry-run of what it renders,
+install / upgrade / uninstall (CRDs and users' objects survive), and values the schema refuses."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import yaml
+from ember.api.v1alpha1 import GROUP, PLURAL
+
+from tests.integration.chart.conftest import CHART, Helm, docs, find
+from tests.integration.conftest import Kube, eventually
+from tests.integration.operator.harness import isvc_manifest
+
+CRD = f"{PLURAL}.{GROUP}"
+# Stand-ins for prometheus-operator's CRDs, so that the server can dry-run ServiceMonitor and
+# PrometheusRule (it validates only what a CRD declares; the real ones are much larger).
+MONITORING_CRDS = [
+    {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.monitoring.coreos.com"},
+        "spec": {
+            "group": "monitoring.coreos.com",
+            "scope": "Namespaced",
+            "names": {"plural": plural, "kind": kind},
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+                    },
+                }
+            ],
+        },
+    }
+    for plural, kind in (("servicemonitors", "ServiceMonitor"), ("prometheusrules", "PrometheusRule"))
+]
+
+
+@pytest.fixture
+def release(kube: Kube, helm: Helm) -> Iterator[str]:
+    """A release named after the test namespace, so cluster-scoped names never collide; always removed."""
+    yield kube.ns
+    helm("uninstall", kube.ns, "-n", kube.ns, "--ignore-not-found", check=False)
+
+
+def test_helm_lint_strict_passes(helm: Helm) -> None:
+    r = helm("lint", "--strict", str(CHART))
+    assert "0 chart(s) failed" in r.stdout
+
+
+@pytest.mark.parametrize(
+    "sets",
+    [
+        (),
+        (
+            "replicaCount=2",
+            "operator.namespaces={NS}",
+            "operator.prometheusUrl=http://prom:9090",
+            "metrics.serviceMonitor.enabled=true",
+            "prometheusRule.enabled=true",
+            "operator.logFormat=text",
+            "priorityClasses.create=false",
+            "grafana.dashboard.enabled=false",
+            "image.digest=sha256:" + "a" * 64,
+        ),
+    ],
+    ids=["defaults", "namespaced-ha-monitoring"],
+)
+def test_rendered_manifests_pass_server_side_dry_run(kube: Kube, helm: Helm, sets: tuple[str, ...]) -> None:
+    kube.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(MONITORING_CRDS))
+    kube.kubectl(
+        "wait",
+        "--for=condition=established",
+        "--timeout=30s",
+        "crd/servicemonitors.monitoring.coreos.com",
+        "crd/prometheusrules.monitoring.coreos.com",
+    )
+    sets = tuple(s.replace("{NS}", "{" + kube.ns + "}") for s in sets)
+    # --skip-tests: the test pod names a ServiceAccount that a dry run does not create (install does).
+    out = helm(
+        "template",
+        kube.ns,
+        str(CHART),
+        "-n",
+        kube.ns,
+        "--include-crds",
+        "--skip-tests",
+        "--api-versions",
+        "monitoring.coreos.com/v1",
+        *[a for s in sets for a in ("--set", s)],
+    ).stdout
+    r = kube.kubectl("apply", "--dry-run=server", "-f", "-", input=out, check=False)
+    assert r.returncode == 0, r.stderr
+    kinds = {d["kind"] for d in docs(out)}
+    if sets:
+        assert {"Role", "RoleBinding", "ServiceMonitor", "PrometheusRule"} <= kinds
+        assert "PriorityClass" not in kinds
+    else:
+        assert {"ClusterRole", "ClusterRoleBinding", "PriorityClass", "ConfigMap"} <= kinds
+        assert not {"Role", "ServiceMonitor", "PrometheusRule"} & kinds
+
+
+def test_deployment_is_hardened_and_leader_election_follows_replicas(kube: Kube, helm: Helm) -> None:
+    one = find(helm.template("r", kube.ns), "Deployment")
+    pod = one["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    assert c["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http-healthz"}
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert env["EMBER_LEADER_ELECTION"] == "false" and one["spec"]["strategy"]["type"] == "Recreate"
+    two = helm.template("r", kube.ns, "replicaCount=2")
+    env2 = {
+        e["name"]: e.get("value")
+        for e in find(two, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env2["EMBER_LEADER_ELECTION"] == "true"
+    assert find(two, "Role", "r-ember-leader-election")["rules"][1]["resourceNames"] == ["ember-operator"]
+    r = helm(
+        "template",
+        "r",
+        str(CHART),
+        "--set",
+        "replicaCount=2",
+        "--set",
+        "operator.leaderElection.enabled=false",
+        check=False,
+    )
+    assert r.returncode != 0 and "two replicas without a Lease would both act" in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--set", "replicaCount=-1"), "at '/replicaCount': minimum: got -1, want 0"),
+        (("--set", "replicaCont=2"), "additional properties 'replicaCont' not allowed"),
+        (
+            ("--set", "operator.leaderElection.leaseDurationSeconds=1"),
+            "leaseDurationSeconds': minimum: got 1, want 3",
+        ),
+        (("--set", "operator.logFormat=xml"), "/operator/logFormat': value must be one of 'json', 'text'"),
+        (("--set-string", "replicaCount=two"), "/replicaCount': got string, want integer"),
+        (("--set", "operator.prometheusUrl=prom:9090"), "/operator/prometheusUrl'"),
+    ],
+    ids=[
+        "negative-replicas",
+        "unknown-key",
+        "lease-too-short",
+        "bad-enum",
+        "wrong-type",
+        "url-without-scheme",
+    ],
+)
+def test_bad_values_are_refused_by_the_schema_naming_the_key(
+    helm: Helm, args: tuple[str, ...], message: str
+) -> None:
+    r = helm("template", "r", str(CHART), *args, check=False)
+    assert r.returncode != 0
+    assert "values don't meet the specifications of the schema" in r.stderr, r.stderr
+    assert message in r.stderr, r.stderr
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="crdgen emits duplicate x-kubernetes-validations for fractional minimums "
+    "(slo.targetUtilization, warmBuffer.confidence); server-side apply, which helm 4 uses for "
+    "crds/, refuses them. Passes (and must then lose this mark) once crdgen dedups the rules.",
+)
+def test_chart_crds_pass_server_side_apply(kube: Kube) -> None:
+    r = kube.kubectl("apply", "--server-side", "--dry-run=server", "-f", str(CHART / "crds"), check=False)
+    assert r.returncode == 0, r.stderr
+
+
+def test_install_upgrade_uninstall_keeps_crds_and_inference_services(
+    kube: Kube, helm: Helm, release: str
+) -> None:
+    # The GitOps path (README, CRDs): CRDs by kubectl, the chart with --skip-crds. Also the way round
+    # the crdgen bug above (helm 4 server-side-applies crds/ even when the CRD exists), until it is fixed.
+    kube.kubectl("apply", "-f", str(CHART / "crds"))
+    pcs = (
+        f"priorityClasses.serving.name={release}-serving",
+        f"priorityClasses.warmBuffer.name={release}-warm",
+    )
+    helm(
+        "install", release, str(CHART), "-n", kube.ns, "--skip-crds", *[a for s in pcs for a in ("--set", s)]
+    )
+    fullname = f"{release}-ember"
+    kube.kubectl("wait", "--for=condition=established", "--timeout=30s", f"crd/{CRD}")
+    dep = kube.kubectl("get", "deploy", fullname, "-o", "yaml").stdout
+    assert "EMBER_LOG_FORMAT" in dep and "value: json" in dep
+    assert kube.sched.read_priority_class(f"{release}-warm").preemption_policy == "Never"
+    assert kube.kubectl("get", "clusterrole", fullname, check=False).returncode == 0
+    assert kube.kubectl("get", "role", f"{fullname}-leader-election", check=False).returncode != 0
+
+    kube.kubectl("apply", "-f", "-", input=yaml.safe_dump(isvc_manifest("keep", replicas=0)))
+
+    helm.upgrade(
+        release, kube.ns, "replicaCount=2", "operator.logFormat=text", "operator.resyncIntervalSeconds=2"
+    )
+    d = kube.kubectl("get", "deploy", fullname, "-o", "json").stdout
+    spec = yaml.safe_load(d)["spec"]
+    env = {e["name"]: e.get("value") for e in spec["template"]["spec"]["containers"][0]["env"]}
+    assert spec["replicas"] == 2 and spec["strategy"]["type"] == "RollingUpdate"
+    assert env["EMBER_LOG_FORMAT"] == "text" and env["EMBER_RESYNC_INTERVAL_SECONDS"] == "2"
+    assert env["EMBER_LEADER_ELECTION"] == "true"
+    assert kube.kubectl("get", "role", f"{fullname}-leader-election").returncode == 0
+    assert "REVISION: 2" in helm("status", release, "-n", kube.ns).stdout
+
+    helm("uninstall", release, "-n", kube.ns)
+    eventually(
+        lambda: kube.kubectl("get", "deploy", fullname, check=False).returncode != 0,
+        30,
+        what="deployment gone",
+    )
+    assert kube.kubectl("get", "clusterrole", fullname, check=False).returncode != 0
+    assert kube.kubectl("get", "priorityclass", f"{release}-serving", check=False).returncode != 0
+    # What users own survives: the CRD (crds/ is never deleted by helm) and their InferenceService.
+    assert kube.kubectl("get", "crd", CRD).returncode == 0
+    assert kube.kubectl("get", "eis", "keep", "-o", "name").stdout.strip() == f"inferenceservice.{GROUP}/keep"
