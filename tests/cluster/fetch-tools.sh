@@ -95,6 +95,6 @@ case "${1:-all}" in
   prometheus) deb_unpack "$PROMETHEUS_DEB_SUITE" prometheus prometheus ;;
   criu) fetch_criu ;;
   helm) fetch_helm ;;
-  all) deb_unpack "$ETCD_DEB_SUITE" etcd-server etcd-server; deb_unpack "$PROMETHEUS_DEB_SUITE" prometheus prometheus; fetch_helm ;;
+  all) deb_unpack "$ETCD_DEB_SUITE" etcd-server etcd-server; deb_unpack "$PROMETHEUS_DEB_SUITE" prometheus prometheus; fetch_helm; fetch_criu ;;
   *) echo "usage: $0 [all|etcd|prometheus|criu|helm]" >&2; exit 2 ;;
 esac

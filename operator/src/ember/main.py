@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import Coroutine
 from typing import Any
 
@@ -21,8 +20,6 @@ from ember.telemetry.metrics import Metrics
 
 
 def build(settings: Settings) -> tuple[kopf.OperatorRegistry, OperatorContext]:
-    if settings.kubeconfig:
-        os.environ["KUBECONFIG"] = settings.kubeconfig  # kopf's own login reads it too
     ctx = OperatorContext(
         settings=settings,
         api=KubeAPI(api_client(settings.kubeconfig, settings.api_timeout_seconds)),
@@ -44,10 +41,12 @@ def main() -> None:
     def operate(stop_flag: asyncio.Event | None = None) -> Coroutine[Any, Any, None]:
         return kopf.operator(
             registry=reg,
+            # kopf reads an empty namespace list as "watch nothing": pass it only when set
             clusterwide=not settings.namespaces,
-            namespaces=settings.namespaces,
+            **({"namespaces": settings.namespaces} if settings.namespaces else {}),
+            # a peering name makes kopf's peering mandatory: give it only when peering is wanted
             standalone=settings.peering is None,
-            peering_name=settings.peering or "default",
+            **({"peering_name": settings.peering} if settings.peering else {}),
             liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz"
             if settings.health_port
             else None,

@@ -227,6 +227,8 @@ class LocalCluster:
                     f"--service-account-signing-key-file={pki['sa.key']}",
                     f"--service-cluster-ip-range={SERVICE_CIDR}",
                     "--allow-privileged=true",
+                    # no real network: the `kubernetes` Service cannot point at 127.0.0.1
+                    "--endpoint-reconciler-type=none",
                     "--profiling=false",
                     "--v=1",
                 ],

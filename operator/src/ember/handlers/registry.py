@@ -18,6 +18,7 @@ from ember.api import labels as L
 from ember.api.v1alpha1 import GROUP, PLURAL, VERSION
 from ember.handlers.context import OperatorContext
 from ember.handlers.replicas import reconcile
+from ember.kube.client import credentials
 
 log = logging.getLogger("ember.handlers")
 MANAGED = {L.MANAGED_BY: L.MANAGED_BY_VALUE}
@@ -45,7 +46,15 @@ def register(reg: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
         settings.watching.server_timeout = 300
         settings.posting.level = logging.INFO
 
-    @kopf.index("pods", labels=MANAGED, registry=reg)
+    @kopf.on.login(registry=reg)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        # A private registry has none of kopf's default login handlers: the kubeconfig from Settings,
+        # else in-cluster credentials through the official client.
+        if ctx.settings.kubeconfig:
+            return kopf.ConnectionInfo(**credentials(ctx.settings.kubeconfig))
+        return kopf.login_via_client(**kwargs)
+
+    @kopf.index("pods", labels=MANAGED, registry=reg, id="ember_pods")
     def ember_pods(namespace: str, labels: dict[str, str], body: Any, **_: Any) -> dict[Any, Any] | None:
         owner = labels.get(L.ISVC)
         if owner and labels.get(L.COMPONENT) == L.REPLICA:
@@ -89,7 +98,7 @@ def register(reg: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
                     except Exception:
                         # Never a crash loop: log, count, and try again on the next wake-up.
                         ctx.metrics.reconciles.labels("error").inc()
-                        log.exception("reconcile failed", extra={"namespace": namespace, "name": name})
+                        log.exception("reconcile failed", extra={"object": f"{namespace}/{name}"})
                 try:
                     await asyncio.wait_for(wake.wait(), timeout=ctx.settings.resync_interval_seconds)
                 except TimeoutError:

@@ -97,8 +97,7 @@ async def reconcile(ctx: OperatorContext, body: Mapping[str, Any], pods: Iterabl
         log.info(
             "reconciled",
             extra={
-                "namespace": ns,
-                "name": name,
+                "object": f"{ns}/{name}",
                 "desired": desired,
                 "source": source,
                 "actions": [repr(a) for a in plan.actions],

@@ -60,6 +60,21 @@ def api_client(kubeconfig: str | Path | None = None, timeout_s: float = 10.0) ->
     return api
 
 
+def credentials(kubeconfig: str | Path) -> dict[str, Any]:
+    """Server, CA, client cert/key or token from a kubeconfig, for kopf's own connection."""
+    cfg = client.Configuration()
+    config.load_kube_config(config_file=str(kubeconfig), client_configuration=cfg)
+    bearer = (cfg.api_key or {}).get("authorization", "")
+    return {
+        "server": cfg.host,
+        "ca_path": cfg.ssl_ca_cert,
+        "insecure": not cfg.verify_ssl,
+        "certificate_path": cfg.cert_file,
+        "private_key_path": cfg.key_file,
+        "token": bearer.removeprefix("Bearer ") or None,
+    }
+
+
 class KubeAPI:
     """Typed verbs Ember uses, over one ApiClient (the seam where tests inject faults)."""
 

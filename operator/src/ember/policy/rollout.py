@@ -83,10 +83,11 @@ class Plan:
         return [a for a in self.actions if isinstance(a, kind)]
 
 
-def _victim_order(p: PodView) -> tuple[float, float, float]:
-    """Not Ready first, then fewest in-flight (unknown counts as many), then newest."""
+def _victim_order(p: PodView) -> tuple[float, float, float, int]:
+    """Not Ready first, then fewest in-flight (unknown counts as many), then newest (creation times have
+    one-second resolution, so the higher index breaks ties)."""
     in_flight = p.in_flight if p.in_flight is not None else math.inf
-    return (1.0 if p.ready else 0.0, in_flight, -p.created)
+    return (1.0 if p.ready else 0.0, in_flight, -p.created, -p.index)
 
 
 def _free_indices(used: set[int], n: int) -> list[int]:
