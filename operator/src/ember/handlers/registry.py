@@ -17,6 +17,7 @@ import kopf
 from ember.api import labels as L
 from ember.api.v1alpha1 import GROUP, PLURAL, VERSION
 from ember.handlers.context import OperatorContext
+from ember.handlers.buffer import reconcile_buffer
 from ember.handlers.replicas import reconcile
 from ember.kube.client import credentials
 
@@ -61,6 +62,13 @@ def register(reg: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
             return {(namespace, owner): _compact(body)}
         return None
 
+    @kopf.index("pods", labels=MANAGED, registry=reg, id="ember_placeholders")
+    def ember_placeholders(namespace: str, labels: dict[str, str], body: Any, **_: Any) -> dict[Any, Any] | None:
+        owner = labels.get(L.ISVC)
+        if owner and labels.get(L.COMPONENT) == L.PLACEHOLDER:
+            return {(namespace, owner): _compact(body)}
+        return None
+
     @kopf.on.event("pods", labels=MANAGED, registry=reg)
     def pod_event(namespace: str, labels: dict[str, str], **_: Any) -> None:
         if owner := labels.get(L.ISVC):
@@ -93,7 +101,9 @@ def register(reg: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
                 with ctx.metrics.reconcile_seconds.time():
                     try:
                         async with ctx.lock(key):
-                            await reconcile(ctx, body, list(ember_pods.get(key, [])))
+                            replicas = list(ember_pods.get(key, []))
+                            await reconcile(ctx, body, replicas)
+                            await reconcile_buffer(ctx, body, list(ember_placeholders.get(key, [])))
                         ctx.metrics.reconciles.labels("ok").inc()
                     except Exception:
                         # Never a crash loop: log, count, and try again on the next wake-up.

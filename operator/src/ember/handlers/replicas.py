@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,7 +39,19 @@ async def _write_status(
         await asyncio.to_thread(ctx.api.patch_status, ns, name, new)
 
 
-async def reconcile(ctx: OperatorContext, body: Mapping[str, Any], pods: Iterable[Mapping[str, Any]]) -> None:
+Emit = Callable[[Mapping[str, Any], str, str, str], None]  # (body, type, reason, message)
+
+
+def kopf_emit(body: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+    kopf.event(dict(body), type=type_, reason=reason, message=message)
+
+
+async def reconcile(
+    ctx: OperatorContext,
+    body: Mapping[str, Any],
+    pods: Iterable[Mapping[str, Any]],
+    emit: Emit = kopf_emit,
+) -> None:
     meta = body["metadata"]
     ns, name, uid, gen = meta["namespace"], meta["name"], meta["uid"], meta.get("generation")
     now = datetime.now(UTC).replace(microsecond=0)
@@ -51,7 +63,7 @@ async def reconcile(ctx: OperatorContext, body: Mapping[str, Any], pods: Iterabl
         msg = "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors())[:1000]
         conds = set_condition(prev.conditions, "Degraded", True, "InvalidSpec", msg, now, gen)
         await _write_status(ctx, ns, name, prev, prev.model_copy(update={"conditions": conds}))
-        kopf.warn(dict(body), reason="InvalidSpec", message=msg)
+        emit(body, "Warning", "InvalidSpec", msg)
         return
 
     desired, source = desired_replicas(spec, prev)
@@ -89,7 +101,7 @@ async def reconcile(ctx: OperatorContext, body: Mapping[str, Any], pods: Iterabl
     )
     await _write_status(ctx, ns, name, prev, after)
     for o in outcomes:
-        kopf.event(dict(body), type=o.type, reason=o.reason, message=o.message)
+        emit(body, o.type, o.reason, o.message)
         ctx.metrics.actions.labels(o.reason, "failed" if o.failed else "ok").inc()
     ctx.metrics.replicas_desired.labels(ns, name).set(desired)
     ctx.metrics.replicas_ready.labels(ns, name).set(plan.ready)
