@@ -40,11 +40,13 @@ cluster-down: ## stop it
 	$(RUN) ember-cluster down
 
 # ---------------------------------------------------------------- generated files
-generate: venv ## regenerate crds/ from the pydantic models
+generate: venv ## regenerate crds/ and the chart's generated files (schema, values table, CRD copy, dashboard)
 	$(RUN) ember-crdgen --out crds
+	$(RUN) python -m ember.chartgen --out charts/ember
 
 verify: venv ## fail if any generated file differs from what the generators make now
 	$(RUN) ember-crdgen --check crds
+	$(RUN) python -m ember.chartgen --check charts/ember
 
 # ---------------------------------------------------------------- checks and tests
 lint: venv ## ruff, mypy, import-linter (layer contracts)

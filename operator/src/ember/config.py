@@ -20,6 +20,11 @@ class Settings(BaseSettings):
     """Per-request timeout to the API server; retries with backoff follow (kube/client.py)."""
     prometheus_url: str | None = None
     """Prometheus base URL for the autoscaler and drain (in-flight per replica). None: no metrics."""
+    cold_start_seconds: float = Field(90.0, gt=0)
+    """Expected time from pod creation to Ready on a cold start (vLLM 8B on H100: ~21 s published,
+    plus image and weights on a fresh node): the autoscaler scales ahead by this much."""
+    restore_seconds: float = Field(10.0, gt=0)
+    """Expected time to Ready when a verified checkpoint is restored (see docs/benchmarks-gpu.md)."""
     metrics_port: int = Field(8080, ge=0, le=65535)
     """Port of the operator's own /metrics; 0 disables."""
     health_port: int = Field(8081, ge=0, le=65535)

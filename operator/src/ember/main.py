@@ -15,6 +15,7 @@ from ember.handlers.context import OperatorContext
 from ember.handlers.registry import register
 from ember.kube import leader
 from ember.kube.client import KubeAPI, api_client
+from ember.observe.prometheus import Prometheus
 from ember.telemetry import logs
 from ember.telemetry.metrics import Metrics
 
@@ -24,6 +25,7 @@ def build(settings: Settings) -> tuple[kopf.OperatorRegistry, OperatorContext]:
         settings=settings,
         api=KubeAPI(api_client(settings.kubeconfig, settings.api_timeout_seconds)),
         metrics=Metrics.create(),
+        prometheus=Prometheus(settings.prometheus_url) if settings.prometheus_url else None,
     )
     reg = kopf.OperatorRegistry()
     register(reg, ctx)

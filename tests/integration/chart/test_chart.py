@@ -167,12 +167,6 @@ def test_bad_values_are_refused_by_the_schema_naming_the_key(
     assert message in r.stderr, r.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="crdgen emits duplicate x-kubernetes-validations for fractional minimums "
-    "(slo.targetUtilization, warmBuffer.confidence); server-side apply, which helm 4 uses for "
-    "crds/, refuses them. Passes (and must then lose this mark) once crdgen dedups the rules.",
-)
 def test_chart_crds_pass_server_side_apply(kube: Kube) -> None:
     r = kube.kubectl("apply", "--server-side", "--dry-run=server", "-f", str(CHART / "crds"), check=False)
     assert r.returncode == 0, r.stderr
@@ -181,8 +175,7 @@ def test_chart_crds_pass_server_side_apply(kube: Kube) -> None:
 def test_install_upgrade_uninstall_keeps_crds_and_inference_services(
     kube: Kube, helm: Helm, release: str
 ) -> None:
-    # The GitOps path (README, CRDs): CRDs by kubectl, the chart with --skip-crds. Also the way round
-    # the crdgen bug above (helm 4 server-side-applies crds/ even when the CRD exists), until it is fixed.
+    # The GitOps path (README, CRDs): CRDs by kubectl, the chart with --skip-crds.
     kube.kubectl("apply", "-f", str(CHART / "crds"))
     pcs = (
         f"priorityClasses.serving.name={release}-serving",

@@ -70,9 +70,9 @@ class _Converter:
             # kube-apiserver truncates a fractional minimum to an integer when the value is an integer
             # (0 passes `minimum: 0.5`): a CEL rule enforces the real bound whatever the value's type.
             m = s["minimum"]
-            s.setdefault("x-kubernetes-validations", []).append(
-                {"rule": f"self >= {m}", "message": f"must be greater than or equal to {m}"}
-            )
+            rule = {"rule": f"self >= {m}", "message": f"must be greater than or equal to {m}"}
+            # a new list: the schema dicts are shallow copies, a shared list would collect duplicates
+            s["x-kubernetes-validations"] = [*s.get("x-kubernetes-validations", []), rule]
         if "const" in s:
             s["enum"] = [s.pop("const")]
         if "properties" in s:

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 from ember.config import Settings
 from ember.kube.client import KubeAPI
+from ember.observe.prometheus import Prometheus
+from ember.policy.observation import Observation
 from ember.telemetry.metrics import Metrics
 
 Key = tuple[str, str]  # (namespace, name)
@@ -20,6 +22,9 @@ class OperatorContext:
     _wake: dict[Key, asyncio.Event] = field(default_factory=dict)
     _locks: dict[Key, asyncio.Lock] = field(default_factory=dict)
     services_ok: set[Key] = field(default_factory=set)  # Services known to exist (cleared on delete)
+    prometheus: Prometheus | None = None
+    last_decision: dict[Key, float] = field(default_factory=dict)  # monotonic-ish unix time of last decide
+    observations: dict[Key, Observation] = field(default_factory=dict)  # latest, for drains
 
     def wake_event(self, key: Key) -> asyncio.Event:
         return self._wake.setdefault(key, asyncio.Event())
@@ -35,3 +40,5 @@ class OperatorContext:
         self._wake.pop(key, None)
         self._locks.pop(key, None)
         self.services_ok.discard(key)
+        self.last_decision.pop(key, None)
+        self.observations.pop(key, None)

@@ -31,7 +31,7 @@ def _parse_status(raw: Mapping[str, Any]) -> InferenceServiceStatus:
         return InferenceServiceStatus()
 
 
-async def _write_status(
+async def write_status(
     ctx: OperatorContext, ns: str, name: str, before: InferenceServiceStatus, after: InferenceServiceStatus
 ) -> None:
     new = after.to_k8s()
@@ -62,7 +62,7 @@ async def reconcile(
         # The API server enforces the same rules; this is only reachable with a CRD older than the operator.
         msg = "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors())[:1000]
         conds = set_condition(prev.conditions, "Degraded", True, "InvalidSpec", msg, now, gen)
-        await _write_status(ctx, ns, name, prev, prev.model_copy(update={"conditions": conds}))
+        await write_status(ctx, ns, name, prev, prev.model_copy(update={"conditions": conds}))
         emit(body, "Warning", "InvalidSpec", msg)
         return
 
@@ -99,7 +99,7 @@ async def reconcile(
             "conditions": conds,
         }
     )
-    await _write_status(ctx, ns, name, prev, after)
+    await write_status(ctx, ns, name, prev, after)
     for o in outcomes:
         emit(body, o.type, o.reason, o.message)
         ctx.metrics.actions.labels(o.reason, "failed" if o.failed else "ok").inc()

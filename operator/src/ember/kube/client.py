@@ -64,7 +64,8 @@ def credentials(kubeconfig: str | Path) -> dict[str, Any]:
     """Server, CA, client cert/key or token from a kubeconfig, for kopf's own connection."""
     cfg = client.Configuration()
     config.load_kube_config(config_file=str(kubeconfig), client_configuration=cfg)
-    bearer = (cfg.api_key or {}).get("authorization", "")
+    keys = cfg.api_key or {}
+    bearer = keys.get("BearerToken") or keys.get("authorization", "")  # the client stores tokens as BearerToken
     return {
         "server": cfg.host,
         "ca_path": cfg.ssl_ca_cert,

@@ -1,0 +1,110 @@
+"""Prometheus HTTP API client (httpx, async, with timeouts) and the pure parsing of its answers.
+
+A failed request, a non-success answer or NaN is reported as *unknown* (None), never as zero: the
+policy holds on unknowns instead of scaling down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+from ember.api.v1alpha1 import InferenceServiceSpec
+from ember.observe.queries import render
+from ember.policy.observation import Observation
+
+Sample = tuple[dict[str, str], float]
+
+
+class MetricsError(RuntimeError):
+    pass
+
+
+def parse_vector(answer: Mapping[str, Any]) -> list[Sample]:
+    """An instant-query answer -> [(labels, value)], NaN and Inf dropped."""
+    if answer.get("status") != "success":
+        raise MetricsError(f"prometheus: {answer.get('errorType', '')} {answer.get('error', answer)}")
+    data = answer.get("data", {})
+    if data.get("resultType") == "scalar":
+        v = float(data["result"][1])
+        return [({}, v)] if math.isfinite(v) else []
+    out = []
+    for r in data.get("result", []):
+        v = float(r["value"][1])
+        if math.isfinite(v):
+            out.append((dict(r.get("metric", {})), v))
+    return out
+
+
+def scalar(samples: list[Sample]) -> float | None:
+    return sum(v for _, v in samples) if samples else None
+
+
+class Prometheus:
+    def __init__(self, url: str, timeout_s: float = 3.0) -> None:
+        self.client = httpx.AsyncClient(base_url=url.rstrip("/"), timeout=timeout_s)
+
+    async def query(self, promql: str) -> list[Sample]:
+        try:
+            r = await self.client.get("/api/v1/query", params={"query": promql})
+        except httpx.HTTPError as e:
+            raise MetricsError(f"prometheus unreachable: {type(e).__name__}: {e}") from e
+        if r.status_code >= 500:
+            raise MetricsError(f"prometheus answered {r.status_code}")
+        return parse_vector(r.json())
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+async def observe(
+    prom: Prometheus | None,
+    spec: InferenceServiceSpec,
+    namespace: str,
+    name: str,
+    *,
+    now: float,
+    current: int,
+    ready: int,
+    time_to_ready_s: float,
+    start_path: str,
+) -> Observation:
+    base = {"now": now, "current_replicas": current, "ready_replicas": ready,
+            "time_to_ready_s": time_to_ready_s, "start_path": start_path}
+    if prom is None:
+        return Observation(**base, metrics_ok=False, missing=("prometheus-not-configured",))
+    qs = render(namespace, name, spec.scaling.queries, spec.scaling.stable_window_seconds,
+                spec.scaling.panic_window_seconds)
+    names = [*qs.queries, "qps_panic"]
+    promql = [*qs.queries.values(), qs.panic_qps]
+    try:
+        answers = await asyncio.gather(*(prom.query(q) for q in promql))
+    except MetricsError as e:
+        return Observation(**base, metrics_ok=False, missing=(str(e)[:200],))
+    got = dict(zip(names, answers, strict=True))
+    missing = tuple(k for k in ("qps", "ttft_p95", "itl_p95", "running", "waiting") if not got[k])
+    per_pod: dict[str, float] = {}
+    for key in ("running", "waiting"):
+        for labels, v in got[key]:
+            if "pod" in labels:
+                per_pod[labels["pod"]] = per_pod.get(labels["pod"], 0.0) + v
+    kv = [v for _, v in got["kv_cache"]]
+    return Observation(
+        **base,
+        qps=scalar(got["qps"]),
+        qps_panic=scalar(got["qps_panic"]),
+        ttft_p95_s=scalar(got["ttft_p95"]),
+        itl_p95_s=scalar(got["itl_p95"]),
+        running=scalar(got["running"]),
+        waiting=scalar(got["waiting"]),
+        kv_cache=sum(kv) / len(kv) if kv else None,
+        in_flight_by_pod=per_pod,
+        # Series exist but some are absent (e.g. no request finished a first token yet): still usable;
+        # the policy treats each None input as unknown. Only a failed source is "not ok".
+        metrics_ok=True,
+        missing=missing,
+    )
