@@ -355,6 +355,17 @@ class AutoscalerState(EmberModel):
     """Recent [unix time, recommended replicas] pairs inside the scale-down delay window."""
     last_request_time: datetime | None = None
     """Last time any request was observed (for scale to zero)."""
+    samples: list[list[float]] = Field(default_factory=list, max_length=1000)
+    """Recent [unix time, panic-window QPS, in-flight requests] samples inside the stable window: the
+    windows' averages and the demand trend are computed from them."""
+    panic_until: datetime | None = None
+    """Panic mode (no scale-down) lasts until this time."""
+    capacity_factor: float = Field(1.0, ge=0.01, le=100.0)
+    """Learned correction of the per-replica capacity (1 = as configured): shrinks when the SLO is
+    breached although demand said capacity was enough, recovers slowly while the SLO holds."""
+    service_time_s: float | None = Field(None, ge=0.0)
+    """Learned mean time a request spends in flight, seconds (Little's law: in-flight / QPS, while the
+    SLO holds); turns targetInFlightPerReplica into a per-replica QPS capacity."""
 
 
 class Observed(EmberModel):
@@ -399,7 +410,16 @@ class WarmBufferStatus(EmberModel):
     pending: int = 0
     """Placeholders waiting for capacity (the cluster autoscaler's signal)."""
     preemptions: int = 0
-    """Placeholders taken over by replicas so far."""
+    """Placeholders taken over by replicas so far (preempted, or gone without the operator deleting them)."""
+    idle_gpus: int = Field(0, alias="idleGPUs")
+    """GPUs the placeholders hold now (ready x resources.gpu)."""
+    reason: str = Field("", max_length=64)
+    """How the size was chosen: Static, Adaptive, AdaptiveFallback (adaptive without data), Capped
+    (adaptive above maxIdleGPUs) or Disabled."""
+    message: str = Field("", max_length=1024)
+    """The sizing arithmetic, for humans."""
+    samples: list[list[float]] = Field(default_factory=list, max_length=240)
+    """adaptive: recent [unix time, qps] samples from status.lastDecision.inputs (bounded history)."""
 
 
 class InferenceServiceStatus(EmberModel):

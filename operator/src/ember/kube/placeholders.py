@@ -1,0 +1,183 @@
+"""Pure builders of warm-buffer placeholder pods, and their translation into the planner's view.
+
+A placeholder holds the node capacity of exactly one replica: the same GPU count, CPU and memory
+requests, GPU toleration and `nvidia.com/gpu.product` node selector as `builders.replica_pod`, so any
+replica fits where a placeholder was, and a replica of one GPU type never preempts a placeholder of
+another (the node selector keeps them on disjoint nodes). It runs a pause container
+(`PAUSE_IMAGE`), exits at once when deleted (`terminationGracePeriodSeconds: 0`: preemption must
+free the GPUs immediately) and runs at the PriorityClass of `spec.warmBuffer.priorityClassName`,
+which must rank below the serving replicas' and should have `preemptionPolicy: Never` so that a
+recreated placeholder waits Pending instead of evicting anything.
+
+Pre-staging (`spec.warmBuffer.prestage`): an init container runs the *replica image* itself (so the
+kubelet pulls it onto the node: the replica that lands there later finds it cached) with the command
+
+    ember-supervisor prestage --model URI --revision REV --cache CACHE_DIR [--checkpoints DIR]
+
+This is a documented contract of the replica image's supervisor: download the weights into
+`CACHE_DIR` (a hostPath, `PRESTAGE_CACHE`) and copy the latest *verified* checkpoint of the service's
+identity into the checkpoint directory (the hostPath the replicas mount when checkpoint.storage.type is
+hostPath), then exit 0; failures are logged and also exit 0, because a placeholder that cannot
+pre-stage still holds the GPUs. The subcommand is not implemented in this repository yet; on kwok
+nodes no container runs, so tests exercise only the pod shape.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from ember.api import labels as L
+from ember.api.v1alpha1 import InferenceServiceSpec
+from ember.kube.builders import owner_reference
+from ember.policy.buffer import PlaceholderView
+
+PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
+PRESTAGE_CACHE = "/var/lib/ember/cache"  # node-local cache of images' weights (hostPath)
+PRESTAGE_RESOURCES = {"cpu": "500m", "memory": "2Gi"}  # copies files; the pod's GPUs come from `hold`
+SPEC_HASH = f"{L.PREFIX}/buffer-hash"  # label: hash of the placeholder-shaping spec
+INFIX = "-buffer-"
+
+
+def placeholder_name(service: str, index: int) -> str:
+    return f"{service}{INFIX}{index}"
+
+
+def selector_string(service: str) -> str:
+    return f"{L.ISVC}={service},{L.COMPONENT}={L.PLACEHOLDER}"
+
+
+def spec_hash(spec: InferenceServiceSpec, pause_image: str = PAUSE_IMAGE) -> str:
+    """Hash of everything that shapes a placeholder: a change replaces the placeholders."""
+    shaping = {
+        "resources": spec.resources.model_dump(mode="json", by_alias=True),
+        "buffer": spec.warm_buffer.model_dump(
+            mode="json", by_alias=True, include={"priority_class_name", "prestage"}
+        ),
+        "prestage": [spec.engine.image, spec.model.uri, spec.model.revision]
+        if spec.warm_buffer.prestage
+        else [],
+        "checkpoint": spec.checkpoint.storage.model_dump(mode="json", by_alias=True),
+        "pause": pause_image,
+    }
+    return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def _prestage(spec: InferenceServiceSpec) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The pre-stage init container and its volumes."""
+    args = [
+        "prestage",
+        "--model",
+        spec.model.uri,
+        "--revision",
+        spec.model.revision,
+        "--cache",
+        PRESTAGE_CACHE,
+    ]
+    volumes: list[dict[str, Any]] = [
+        {"name": "ember-cache", "hostPath": {"path": PRESTAGE_CACHE, "type": "DirectoryOrCreate"}}
+    ]
+    mounts: list[dict[str, Any]] = [{"name": "ember-cache", "mountPath": PRESTAGE_CACHE}]
+    st = spec.checkpoint.storage
+    if spec.checkpoint.enabled and st.type == "hostPath":
+        args += ["--checkpoints", st.path]
+        volumes.append({"name": "checkpoints", "hostPath": {"path": st.path, "type": "DirectoryOrCreate"}})
+        mounts.append({"name": "checkpoints", "mountPath": st.path})
+    init = {
+        "name": "prestage",
+        "image": spec.engine.image,
+        "command": ["ember-supervisor"],
+        "args": args,
+        "resources": {
+            "requests": dict(PRESTAGE_RESOURCES),
+            "limits": {"memory": PRESTAGE_RESOURCES["memory"]},
+        },
+        "volumeMounts": mounts,
+    }
+    return init, volumes
+
+
+def placeholder_pod(
+    service: str,
+    namespace: str,
+    uid: str,
+    spec: InferenceServiceSpec,
+    index: int,
+    pause_image: str = PAUSE_IMAGE,
+) -> dict[str, Any]:
+    r = spec.resources
+    requests: dict[str, str] = {"cpu": r.cpu, "memory": r.memory}
+    limits: dict[str, str] = {"memory": r.memory}
+    if r.gpu:
+        requests[L.GPU_RESOURCE] = limits[L.GPU_RESOURCE] = str(r.gpu)
+    pod_spec: dict[str, Any] = {
+        "containers": [
+            {"name": "hold", "image": pause_image, "resources": {"requests": requests, "limits": limits}}
+        ],
+        "priorityClassName": spec.warm_buffer.priority_class_name,
+        "terminationGracePeriodSeconds": 0,
+        "enableServiceLinks": False,
+        "automountServiceAccountToken": False,
+    }
+    if spec.warm_buffer.prestage:
+        init, volumes = _prestage(spec)
+        pod_spec["initContainers"] = [init]
+        pod_spec["volumes"] = volumes
+    if r.gpu:
+        pod_spec["tolerations"] = [{"key": L.GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}]
+    if r.gpu_type:
+        pod_spec["nodeSelector"] = {L.GPU_PRODUCT: r.gpu_type}
+    labels = {
+        L.ISVC: service,
+        L.COMPONENT: L.PLACEHOLDER,
+        L.MANAGED_BY: L.MANAGED_BY_VALUE,
+        SPEC_HASH: spec_hash(spec, pause_image),
+        "app.kubernetes.io/name": "ember-placeholder",
+        "app.kubernetes.io/instance": service,
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": placeholder_name(service, index),
+            "namespace": namespace,
+            "labels": labels,
+            "ownerReferences": [owner_reference(service, uid)],
+        },
+        "spec": pod_spec,
+    }
+
+
+def _ts(value: Any) -> float:
+    if not value:
+        return 0.0
+    if isinstance(value, datetime):
+        return value.timestamp()
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+
+
+def placeholder_view(service: str, pod: Mapping[str, Any]) -> PlaceholderView | None:
+    """The planner's view of a placeholder pod (a dict as kopf delivers it); None if not one of ours."""
+    meta = pod.get("metadata") or {}
+    name = str(meta.get("name") or "")
+    prefix = f"{service}{INFIX}"
+    suffix = name.removeprefix(prefix)
+    if not name.startswith(prefix) or not suffix.isdigit():
+        return None
+    conds = {c.get("type"): c for c in (pod.get("status") or {}).get("conditions") or []}
+    disruption = conds.get("DisruptionTarget", {})
+    return PlaceholderView(
+        name=name,
+        index=int(suffix),
+        # kopf's compact index may not carry the uid: name + creation time identify a pod as well
+        uid=str(meta.get("uid") or f"{name}@{meta.get('creationTimestamp')}"),
+        spec_hash=(meta.get("labels") or {}).get(SPEC_HASH, ""),
+        created=_ts(meta.get("creationTimestamp")),
+        scheduled=conds.get("PodScheduled", {}).get("status") == "True",
+        ready=conds.get("Ready", {}).get("status") == "True",
+        terminating=bool(meta.get("deletionTimestamp")),
+        preempted=disruption.get("status") == "True" and disruption.get("reason") == "PreemptionByScheduler",
+    )
