@@ -64,9 +64,13 @@ test-integration: setup ## integration tier: real kube-apiserver, etcd, schedule
 test: setup verify lint ## set up and run every test
 	$(RUN) pytest -q tests
 
+# ---------------------------------------------------------------- benchmarks (results in docs/benchmarks.md)
+bench-reconcile: setup ## reconcile latency with 100 InferenceServices on the local control plane
+	$(RUN) python -m bench.reconcile --objects 100
+
 # ---------------------------------------------------------------- demo
 demo: setup ## the main job on the local cluster
 	$(RUN) ember-cluster up || true
 	$(RUN) python -m ember_cluster.demo
 
-.PHONY: help venv cluster-binaries setup cluster-up cluster-down generate verify lint test-unit test-integration test demo
+.PHONY: bench-reconcile help venv cluster-binaries setup cluster-up cluster-down generate verify lint test-unit test-integration test demo

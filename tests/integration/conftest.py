@@ -41,8 +41,16 @@ class Kube:
         self.custom = cluster.api(client.CustomObjectsApi)
         self.sched = cluster.api(client.SchedulingV1Api)
 
-    def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
-        cmd = [str(self.cluster.binaries.kubectl), f"--kubeconfig={self.cluster.kubeconfig}", "-n", self.ns, *args]
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        cmd = [
+            str(self.cluster.binaries.kubectl),
+            f"--kubeconfig={self.cluster.kubeconfig}",
+            "-n",
+            self.ns,
+            *args,
+        ]
         return subprocess.run(cmd, input=input, text=True, capture_output=True, check=check, timeout=60)
 
     def pods(self, selector: str = "") -> list[Any]:
@@ -53,14 +61,22 @@ class Kube:
 
     def ensure_priority_class(self, name: str, value: int) -> None:
         try:
-            self.sched.create_priority_class({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
-                                              "metadata": {"name": name}, "value": value})
+            self.sched.create_priority_class(
+                {
+                    "apiVersion": "scheduling.k8s.io/v1",
+                    "kind": "PriorityClass",
+                    "metadata": {"name": name},
+                    "value": value,
+                }
+            )
         except ApiException as e:
             if e.status != 409:
                 raise
 
 
-def eventually(check: Callable[[], Any], timeout_s: float = 30.0, every_s: float = 0.2, what: str = "") -> Any:
+def eventually(
+    check: Callable[[], Any], timeout_s: float = 30.0, every_s: float = 0.2, what: str = ""
+) -> Any:
     """Poll until `check()` returns a truthy value; fail with the last value or error otherwise."""
     deadline, last = time.monotonic() + timeout_s, None
     while time.monotonic() < deadline:
@@ -68,7 +84,7 @@ def eventually(check: Callable[[], Any], timeout_s: float = 30.0, every_s: float
             last = check()
             if last:
                 return last
-        except Exception as e:  # noqa: BLE001 - not there yet (404, assertion); the deadline decides
+        except Exception as e:
             last = e
         time.sleep(every_s)
     raise AssertionError(f"not true after {timeout_s}s: {what or check} (last: {last!r})")

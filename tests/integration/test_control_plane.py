@@ -11,17 +11,31 @@ from kubernetes.client.exceptions import ApiException
 from tests.integration.conftest import Kube, eventually
 
 
-def gpu_pod(name: str, gpus: int, *, priority: str | None = None, product: str | None = None,
-            ready_after: str | None = None, owner: dict[str, str] | None = None) -> dict[str, object]:
+def gpu_pod(
+    name: str,
+    gpus: int,
+    *,
+    priority: str | None = None,
+    product: str | None = None,
+    ready_after: str | None = None,
+    owner: dict[str, str] | None = None,
+) -> dict[str, object]:
     meta: dict[str, object] = {"name": name}
     if ready_after:
         meta["annotations"] = {"sim.ember.dev/ready-after": ready_after}
     if owner:
         meta["ownerReferences"] = [{"apiVersion": "v1", "kind": "ConfigMap", **owner}]
     spec: dict[str, object] = {
-        "containers": [{"name": "c", "image": "registry.invalid/none",
-                        "resources": {"requests": {"nvidia.com/gpu": str(gpus)},
-                                      "limits": {"nvidia.com/gpu": str(gpus)}}}],
+        "containers": [
+            {
+                "name": "c",
+                "image": "registry.invalid/none",
+                "resources": {
+                    "requests": {"nvidia.com/gpu": str(gpus)},
+                    "limits": {"nvidia.com/gpu": str(gpus)},
+                },
+            }
+        ],
         "terminationGracePeriodSeconds": 0,
     }
     if priority:
@@ -42,8 +56,11 @@ def test_api_server_rejects_an_invalid_object_naming_the_field(kube: Kube) -> No
 def test_gpu_pod_is_scheduled_on_a_fake_gpu_node_and_ready_after_the_stage_delay(kube: Kube) -> None:
     t0 = time.monotonic()
     kube.core.create_namespaced_pod(kube.ns, gpu_pod("whole-node", 8, product="H100-80GB", ready_after="2s"))
-    running = eventually(lambda: (p := kube.core.read_namespaced_pod("whole-node", kube.ns)).status.phase
-                         == "Running" and p, 20, what="pod Running")
+    running = eventually(
+        lambda: (p := kube.core.read_namespaced_pod("whole-node", kube.ns)).status.phase == "Running" and p,
+        20,
+        what="pod Running",
+    )
     assert running.spec.node_name.startswith("gpu-h100-")
     assert not kube.pod_ready(running), "Ready must wait for the Stage delay"
     eventually(lambda: kube.pod_ready(kube.core.read_namespaced_pod("whole-node", kube.ns)), 20, what="Ready")
@@ -75,8 +92,11 @@ def test_higher_priority_pod_preempts_a_lower_priority_one_when_gpus_are_full(ku
         return "low" not in names
 
     eventually(preempted, 30, what="low-priority pod preempted")
-    eventually(lambda: kube.core.read_namespaced_pod("high", kube.ns).spec.node_name == "gpu-a100-0", 30,
-               what="high bound to the A100 node")
+    eventually(
+        lambda: kube.core.read_namespaced_pod("high", kube.ns).spec.node_name == "gpu-a100-0",
+        30,
+        what="high bound to the A100 node",
+    )
 
 
 def test_deleting_an_owner_garbage_collects_its_dependents(kube: Kube) -> None:

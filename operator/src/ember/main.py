@@ -40,15 +40,20 @@ def main() -> None:
         start_http_server(settings.metrics_port, addr="0.0.0.0", registry=ctx.metrics.registry)
     logging.getLogger("ember").info("starting", extra={"settings": settings.model_dump()})
 
+    # kopf reads an empty namespace list as "watch nothing", and a peering name as "peering is
+    # mandatory": pass each only when it is set.
+    optional: dict[str, Any] = {}
+    if settings.namespaces:
+        optional["namespaces"] = settings.namespaces
+    if settings.peering:
+        optional["peering_name"] = settings.peering
+
     def operate(stop_flag: asyncio.Event | None = None) -> Coroutine[Any, Any, None]:
         return kopf.operator(
             registry=reg,
-            # kopf reads an empty namespace list as "watch nothing": pass it only when set
             clusterwide=not settings.namespaces,
-            **({"namespaces": settings.namespaces} if settings.namespaces else {}),
-            # a peering name makes kopf's peering mandatory: give it only when peering is wanted
             standalone=settings.peering is None,
-            **({"peering_name": settings.peering} if settings.peering else {}),
+            **optional,
             liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz"
             if settings.health_port
             else None,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -291,11 +292,15 @@ class LocalCluster:
         from kubernetes import client
 
         api = self.api(client.CoordinationV1Api)
+
+        def has_leader(n: str) -> Callable[[], bool]:
+            return lambda: bool(api.read_namespaced_lease(n, "kube-system").spec.holder_identity)
+
         for name, proc in (("kube-controller-manager", self.procs[-2]), ("kube-scheduler", self.procs[-1])):
             wait_until(
                 proc,
                 name,
-                lambda n=name: bool(api.read_namespaced_lease(n, "kube-system").spec.holder_identity),
+                has_leader(name),
                 self.start_timeout_s,
                 proc.log,
             )

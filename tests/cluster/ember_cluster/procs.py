@@ -74,7 +74,7 @@ def wait_until(proc: Proc | None, what: str, check: Callable[[], bool], timeout_
         try:
             if check():
                 return
-        except Exception:  # noqa: BLE001 - not up yet; the deadline decides
+        except Exception:
             pass
         time.sleep(0.2)
     raise ComponentFailed(what, log, f"not ready after {timeout_s:.0f}s")

@@ -38,13 +38,17 @@ class Prometheus:
         return {
             "global": {"scrape_interval": _duration(self.scrape_interval_s), "evaluation_interval": "5s"},
             "scrape_configs": [
-                {"job_name": job, "static_configs": [{"targets": t}]} for job, t in sorted(self.targets.items())
+                {"job_name": job, "static_configs": [{"targets": t}]}
+                for job, t in sorted(self.targets.items())
             ]
             + [
                 {
                     "job_name": job,
                     "file_sd_configs": [
-                        {"files": [str(f) for f in files], "refresh_interval": _duration(self.file_sd_refresh_s)}
+                        {
+                            "files": [str(f) for f in files],
+                            "refresh_interval": _duration(self.file_sd_refresh_s),
+                        }
                     ],
                 }
                 for job, files in sorted(self.file_sd.items())
@@ -61,14 +65,22 @@ class Prometheus:
             "prometheus",
             [
                 str(Binaries.locate().prometheus),
-                f"--config.file={cfg}", f"--storage.tsdb.path={self.workdir / 'data'}",
-                f"--web.listen-address=127.0.0.1:{self.port}", "--web.enable-lifecycle",
-                "--storage.tsdb.retention.time=1d", "--log.level=warn",
+                f"--config.file={cfg}",
+                f"--storage.tsdb.path={self.workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--web.enable-lifecycle",
+                "--storage.tsdb.retention.time=1d",
+                "--log.level=warn",
             ],
             log,
         )
-        wait_until(self.proc, "prometheus", lambda: httpx.get(f"{self.url}/-/ready", timeout=1).status_code == 200,
-                   60, log)
+        wait_until(
+            self.proc,
+            "prometheus",
+            lambda: httpx.get(f"{self.url}/-/ready", timeout=1).status_code == 200,
+            60,
+            log,
+        )
         return self
 
     def reload(self, targets: dict[str, list[str]]) -> None:

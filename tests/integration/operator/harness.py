@@ -36,15 +36,24 @@ class Operator:
             **self.env,
         }
         fh = self.log.open("ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "ember.main"], stdout=fh, stderr=subprocess.STDOUT,
-                                     env=env, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "ember.main"],
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
         fh.close()
         self.starts += 1
         return self
 
     def wait_healthy(self, timeout_s: float = 60) -> None:
         url = f"http://127.0.0.1:{self.health_port}/healthz"
-        eventually(lambda: httpx.get(url, timeout=1).status_code == 200, timeout_s, what=f"operator healthy ({self.log})")
+        eventually(
+            lambda: httpx.get(url, timeout=1).status_code == 200,
+            timeout_s,
+            what=f"operator healthy ({self.log})",
+        )
 
     def kill(self) -> None:
         """SIGKILL: no cleanup, as when a node dies or the OOM killer strikes."""
@@ -72,7 +81,12 @@ def isvc_manifest(name: str, **spec: Any) -> dict[str, Any]:
         "podMetadata": {"annotations": {"sim.ember.dev/ready-after": "300ms"}},
     }
     base.update(spec)
-    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "InferenceService", "metadata": {"name": name}, "spec": base}
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "InferenceService",
+        "metadata": {"name": name},
+        "spec": base,
+    }
 
 
 def get_isvc(kube: Kube, name: str) -> dict[str, Any]:

@@ -27,13 +27,20 @@ def crds(cluster: LocalCluster) -> Iterator[None]:
 
 
 def isvc(name: str, spec: dict[str, Any]) -> str:
-    return yaml.safe_dump({"apiVersion": f"{GROUP}/{VERSION}", "kind": "InferenceService",
-                           "metadata": {"name": name}, "spec": spec})
+    return yaml.safe_dump(
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "InferenceService",
+            "metadata": {"name": name},
+            "spec": spec,
+        }
+    )
 
 
 @pytest.mark.parametrize(("patch", "expect"), [(c[1], c[2]) for c in CASES], ids=[c[0] for c in CASES])
-def test_api_server_refuses_invalid_spec_naming_the_field(kube: Kube, patch: dict[str, Any],
-                                                          expect: tuple[str, ...]) -> None:
+def test_api_server_refuses_invalid_spec_naming_the_field(
+    kube: Kube, patch: dict[str, Any], expect: tuple[str, ...]
+) -> None:
     r = kube.kubectl("apply", "-f", "-", input=isvc("bad", merge(BASE, patch)), check=False)
     assert r.returncode != 0, f"accepted: {r.stdout}"
     for fragment in expect:
@@ -46,7 +53,9 @@ def test_api_server_refuses_invalid_spec_naming_the_field(kube: Kube, patch: dic
 def test_sample_is_accepted_and_read_back_with_the_models_defaults(kube: Kube, path: Path) -> None:
     kube.kubectl("apply", "-f", str(path))
     doc = yaml.safe_load(path.read_text())
-    stored = kube.custom.get_namespaced_custom_object(GROUP, VERSION, kube.ns, PLURAL, doc["metadata"]["name"])
+    stored = kube.custom.get_namespaced_custom_object(
+        GROUP, VERSION, kube.ns, PLURAL, doc["metadata"]["name"]
+    )
     assert stored["spec"] == InferenceServiceSpec.model_validate(doc["spec"]).to_k8s()
 
 
@@ -61,7 +70,14 @@ def test_printer_columns_show_model_ready_desired_and_decision(kube: Kube) -> No
 def test_kubectl_scale_sets_spec_replicas_and_is_bounded_by_max(kube: Kube) -> None:
     kube.kubectl("apply", "-f", "-", input=isvc("s", {**BASE, "scaling": {"maxReplicas": 5}}))
     kube.kubectl("scale", "eis/s", "--replicas=3")
-    eventually(lambda: kube.custom.get_namespaced_custom_object(GROUP, VERSION, kube.ns, PLURAL, "s")["spec"]
-               .get("replicas") == 3, 10)
+    eventually(
+        lambda: (
+            kube.custom.get_namespaced_custom_object(GROUP, VERSION, kube.ns, PLURAL, "s")["spec"].get(
+                "replicas"
+            )
+            == 3
+        ),
+        10,
+    )
     r = kube.kubectl("scale", "eis/s", "--replicas=6", check=False)
     assert r.returncode != 0 and "replicas must not exceed scaling.maxReplicas" in r.stderr

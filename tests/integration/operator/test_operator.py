@@ -51,7 +51,9 @@ def events(kube: Kube, name: str) -> list[str]:
 def test_scale_0_3_1_0_by_spec_and_by_kubectl_scale(kube: Kube, operator: Operator) -> None:
     apply(kube, isvc_manifest("llm", replicas=0))
     wait_converged(kube, "llm", 0)
-    assert kube.core.read_namespaced_service("llm", kube.ns).spec.selector["serving.ember.dev/serving"] == "true"
+    assert (
+        kube.core.read_namespaced_service("llm", kube.ns).spec.selector["serving.ember.dev/serving"] == "true"
+    )
 
     patch_spec(kube, "llm", {"replicas": 3})
     wait_converged(kube, "llm", 3)
@@ -65,11 +67,19 @@ def test_scale_0_3_1_0_by_spec_and_by_kubectl_scale(kube: Kube, operator: Operat
     kube.kubectl("scale", "eis/llm", "--replicas=0")
     wait_converged(kube, "llm", 0)
     assert condition(kube, "llm", "Ready")["reason"] == "ScaledToZero"  # type: ignore[index]
-    eventually(lambda: {"ReplicaCreated", "ReplicaDraining", "ReplicaDeleted", "ServiceCreated"}
-               <= set(events(kube, "llm")), 10, what="events emitted")
+    eventually(
+        lambda: (
+            {"ReplicaCreated", "ReplicaDraining", "ReplicaDeleted", "ServiceCreated"}
+            <= set(events(kube, "llm"))
+        ),
+        10,
+        what="events emitted",
+    )
 
 
-def test_scale_down_drains_the_victim_out_of_the_service_before_deleting_it(kube: Kube, operator: Operator) -> None:
+def test_scale_down_drains_the_victim_out_of_the_service_before_deleting_it(
+    kube: Kube, operator: Operator
+) -> None:
     m = isvc_manifest("d", replicas=2)
     m["spec"]["scaling"]["drainTimeoutSeconds"] = 4  # type: ignore[index]
     apply(kube, m)
@@ -92,8 +102,12 @@ def test_scale_down_drains_the_victim_out_of_the_service_before_deleting_it(kube
 
 
 def test_pod_stuck_pending_sets_degraded_then_a_fixed_spec_recovers(kube: Kube, operator: Operator) -> None:
-    apply(kube, isvc_manifest("stuck", replicas=1, resources={"gpu": 1, "gpuType": "B200", "cpu": "1",
-                                                                "memory": "1Gi"}))
+    apply(
+        kube,
+        isvc_manifest(
+            "stuck", replicas=1, resources={"gpu": 1, "gpuType": "B200", "cpu": "1", "memory": "1Gi"}
+        ),
+    )
 
     def degraded() -> dict[str, str] | None:
         c = condition(kube, "stuck", "Degraded")
@@ -114,13 +128,20 @@ def test_pod_stuck_pending_sets_degraded_then_a_fixed_spec_recovers(kube: Kube, 
     assert pod.spec.node_selector == {"nvidia.com/gpu.product": "H100-80GB"}
 
 
-def test_conditions_keep_their_transition_time_while_status_does_not_flip(kube: Kube, operator: Operator) -> None:
+def test_conditions_keep_their_transition_time_while_status_does_not_flip(
+    kube: Kube, operator: Operator
+) -> None:
     apply(kube, isvc_manifest("steady", replicas=1))
     wait_converged(kube, "steady", 1)
     t_ready = condition(kube, "steady", "Ready")["lastTransitionTime"]  # type: ignore[index]
     patch_spec(kube, "steady", {"podMetadata": {"labels": {"team": "a"}}})  # a rollout, Ready stays True
-    eventually(lambda: all(p.metadata.labels.get("team") == "a" for p in replica_pods(kube, "steady"))
-               and len(replica_pods(kube, "steady")) == 1, 30)
+    eventually(
+        lambda: (
+            all(p.metadata.labels.get("team") == "a" for p in replica_pods(kube, "steady"))
+            and len(replica_pods(kube, "steady")) == 1
+        ),
+        30,
+    )
     wait_converged(kube, "steady", 1)
     assert condition(kube, "steady", "Ready")["lastTransitionTime"] == t_ready  # type: ignore[index]
 
@@ -137,8 +158,13 @@ def test_rollout_replaces_every_replica_and_keeps_ready_ones_until_replacements_
     def done() -> bool:
         nonlocal min_ready
         pods = replica_pods(kube, "roll", include_terminating=True)
-        serving_ready = [p for p in pods if kube.pod_ready(p) and not p.metadata.deletion_timestamp
-                         and p.metadata.labels.get("serving.ember.dev/serving") == "true"]
+        serving_ready = [
+            p
+            for p in pods
+            if kube.pod_ready(p)
+            and not p.metadata.deletion_timestamp
+            and p.metadata.labels.get("serving.ember.dev/serving") == "true"
+        ]
         min_ready = min(min_ready, len(serving_ready))
         hashes = {p.metadata.labels["serving.ember.dev/template-hash"] for p in pods}
         return len(pods) == 3 and not (hashes & old) and len(serving_ready) == 3
@@ -153,5 +179,10 @@ def test_deleting_the_inferenceservice_removes_everything_it_owns(kube: Kube, op
     wait_converged(kube, "gone", 2)
     kube.kubectl("delete", "eis/gone", "--wait=true", "--timeout=30s")
     eventually(lambda: not replica_pods(kube, "gone", include_terminating=True), 30, what="pods collected")
-    eventually(lambda: not [s for s in kube.core.list_namespaced_service(kube.ns).items
-                            if s.metadata.name == "gone"], 30, what="service collected")
+    eventually(
+        lambda: (
+            not [s for s in kube.core.list_namespaced_service(kube.ns).items if s.metadata.name == "gone"]
+        ),
+        30,
+        what="service collected",
+    )

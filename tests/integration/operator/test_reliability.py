@@ -23,7 +23,13 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from tests.integration.conftest import Kube, eventually
-from tests.integration.operator.harness import Operator, isvc_manifest, patch_spec, replica_pods, wait_converged
+from tests.integration.operator.harness import (
+    Operator,
+    isvc_manifest,
+    patch_spec,
+    replica_pods,
+    wait_converged,
+)
 
 ROOT = Path(__file__).resolve().parents[3]
 KILLS_PER_DIRECTION = 20
@@ -52,7 +58,9 @@ def assert_no_duplicates_or_orphans(kube: Kube, name: str, want: int) -> None:
     assert len({p.metadata.name for p in pods}) == want
     for p in pods:
         refs = p.metadata.owner_references or []
-        assert [(r.uid, r.controller) for r in refs] == [(uid, True)], f"orphan or foreign pod {p.metadata.name}"
+        assert [(r.uid, r.controller) for r in refs] == [(uid, True)], (
+            f"orphan or foreign pod {p.metadata.name}"
+        )
 
 
 def test_operator_killed_at_random_points_of_scaling_converges_without_duplicates_or_orphans(
@@ -101,8 +109,10 @@ def test_injected_conflicts_and_server_errors_are_retried_and_the_loop_converges
 
     async def one_pass() -> None:
         body = kube.custom.get_namespaced_custom_object(GROUP, VERSION, kube.ns, PLURAL, "flaky")
-        pods = [kube.core.api_client.sanitize_for_serialization(p)
-                for p in replica_pods(kube, "flaky", include_terminating=True)]
+        pods = [
+            kube.core.api_client.sanitize_for_serialization(p)
+            for p in replica_pods(kube, "flaky", include_terminating=True)
+        ]
         await reconcile(ctx, body, pods, emit=lambda _b, t, r, m: events.append((t, r, m)))
 
     import asyncio
@@ -110,7 +120,9 @@ def test_injected_conflicts_and_server_errors_are_retried_and_the_loop_converges
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         asyncio.run(one_pass())
-        st = kube.custom.get_namespaced_custom_object(GROUP, VERSION, kube.ns, PLURAL, "flaky").get("status", {})
+        st = kube.custom.get_namespaced_custom_object(GROUP, VERSION, kube.ns, PLURAL, "flaky").get(
+            "status", {}
+        )
         if st.get("readyReplicas") == 4 and len(replica_pods(kube, "flaky")) == 4:
             break
         time.sleep(0.3)

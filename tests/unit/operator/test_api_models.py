@@ -17,7 +17,9 @@ ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.mark.parametrize(("patch", "expect"), [(c[1], c[2]) for c in CASES], ids=[c[0] for c in CASES])
-def test_models_refuse_every_spec_the_api_server_refuses(patch: dict[str, Any], expect: tuple[str, ...]) -> None:
+def test_models_refuse_every_spec_the_api_server_refuses(
+    patch: dict[str, Any], expect: tuple[str, ...]
+) -> None:
     with pytest.raises(ValidationError):
         InferenceServiceSpec.model_validate(merge(BASE, patch))
 
@@ -71,5 +73,7 @@ def _rules(schema: Any) -> list[dict[str, str]]:
 def test_cel_rules_carry_a_field_path_and_message() -> None:
     rules = _rules(crdgen.inference_service_crd())
     assert len(rules) >= 7
-    cross_field = [r for r in rules if not r["rule"].startswith("self >= ")]  # field-level bounds name themselves
+    cross_field = [
+        r for r in rules if not r["rule"].startswith("self >= ")
+    ]  # field-level bounds name themselves
     assert all(r.get("fieldPath", "").startswith(".") and r.get("message") for r in cross_field), rules

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import pytest
 from ember.api.v1alpha1 import MetricQueries
 from ember.observe.prometheus import MetricsError, parse_vector, scalar
@@ -10,8 +9,10 @@ from ember.observe.queries import render
 
 
 def vec(*values: tuple[dict[str, str], str]) -> dict[str, object]:
-    return {"status": "success", "data": {"resultType": "vector",
-                                          "result": [{"metric": m, "value": [0, v]} for m, v in values]}}
+    return {
+        "status": "success",
+        "data": {"resultType": "vector", "result": [{"metric": m, "value": [0, v]} for m, v in values]},
+    }
 
 
 def test_empty_result_is_unknown_not_zero() -> None:

@@ -11,8 +11,9 @@ NOW = 1_000.0
 
 
 def pod(i: int, h: str = "new", ready: bool = True, **kw: object) -> PodView:
-    return PodView(name=f"s-{i}", index=i, template_hash=h, created=float(kw.pop("created", 100 + i)),
-                   ready=ready, **kw)  # type: ignore[arg-type]
+    return PodView(
+        name=f"s-{i}", index=i, template_hash=h, created=float(kw.pop("created", 100 + i)), ready=ready, **kw
+    )  # type: ignore[arg-type]
 
 
 def kinds(p: Plan) -> list[tuple[str, object]]:
@@ -24,25 +25,57 @@ def kinds(p: Plan) -> list[tuple[str, object]]:
     [
         pytest.param(3, [], [("Create", 0), ("Create", 1), ("Create", 2)], id="scale-from-zero"),
         pytest.param(3, [pod(0), pod(2)], [("Create", 1)], id="fills-the-smallest-free-index"),
-        pytest.param(1, [pod(0), pod(1), pod(2)], [("Drain", "s-2"), ("Drain", "s-1")], id="scale-down-newest-first"),
-        pytest.param(1, [pod(0), pod(1, ready=False)], [("Delete", "s-1")], id="not-ready-surplus-deleted-at-once"),
-        pytest.param(1, [pod(0, in_flight=5), pod(1, in_flight=0.0)], [("Drain", "s-1")], id="fewest-in-flight-goes"),
-        pytest.param(2, [pod(0, in_flight=0.0), pod(1, in_flight=9), pod(2, in_flight=3)], [("Drain", "s-0")],
-                     id="metrics-beat-age"),
+        pytest.param(
+            1, [pod(0), pod(1), pod(2)], [("Drain", "s-2"), ("Drain", "s-1")], id="scale-down-newest-first"
+        ),
+        pytest.param(
+            1, [pod(0), pod(1, ready=False)], [("Delete", "s-1")], id="not-ready-surplus-deleted-at-once"
+        ),
+        pytest.param(
+            1, [pod(0, in_flight=5), pod(1, in_flight=0.0)], [("Drain", "s-1")], id="fewest-in-flight-goes"
+        ),
+        pytest.param(
+            2,
+            [pod(0, in_flight=0.0), pod(1, in_flight=9), pod(2, in_flight=3)],
+            [("Drain", "s-0")],
+            id="metrics-beat-age",
+        ),
         pytest.param(0, [pod(0)], [("Drain", "s-0")], id="scale-to-zero-drains"),
         pytest.param(2, [pod(0), pod(1)], [], id="converged-is-a-no-op"),
-        pytest.param(1, [pod(0), pod(1, serving=False, drain_started=NOW - 1)], [], id="drain-in-progress-waits"),
-        pytest.param(1, [pod(0), pod(1, serving=False, drain_started=NOW - 91)], [("Delete", "s-1")],
-                     id="drain-timeout-deletes"),
-        pytest.param(1, [pod(0), pod(1, serving=False, drain_started=NOW - 1, in_flight=0.0)], [("Delete", "s-1")],
-                     id="idle-drained-pod-deleted-early"),
-        pytest.param(1, [pod(0), pod(1, serving=False)], [("Drain", "s-1")], id="half-done-drain-is-finished"),
-        pytest.param(2, [pod(0), pod(1, terminating=True)], [("Create", 2)], id="terminating-pod-index-not-reused"),
+        pytest.param(
+            1, [pod(0), pod(1, serving=False, drain_started=NOW - 1)], [], id="drain-in-progress-waits"
+        ),
+        pytest.param(
+            1,
+            [pod(0), pod(1, serving=False, drain_started=NOW - 91)],
+            [("Delete", "s-1")],
+            id="drain-timeout-deletes",
+        ),
+        pytest.param(
+            1,
+            [pod(0), pod(1, serving=False, drain_started=NOW - 1, in_flight=0.0)],
+            [("Delete", "s-1")],
+            id="idle-drained-pod-deleted-early",
+        ),
+        pytest.param(
+            1, [pod(0), pod(1, serving=False)], [("Drain", "s-1")], id="half-done-drain-is-finished"
+        ),
+        pytest.param(
+            2, [pod(0), pod(1, terminating=True)], [("Create", 2)], id="terminating-pod-index-not-reused"
+        ),
         pytest.param(2, [pod(0, "old"), pod(1, "old")], [("Create", 2)], id="rollout-surges-one"),
-        pytest.param(2, [pod(0, "old"), pod(1, "old"), pod(2, "new", ready=True)], [("Drain", "s-1")],
-                     id="rollout-drains-an-old-one-when-its-replacement-is-ready"),
-        pytest.param(2, [pod(0, "old"), pod(1, "old", ready=False)], [("Delete", "s-1"), ("Create", 2), ("Create", 3)],
-                     id="rollout-replaces-unready-old-at-once"),
+        pytest.param(
+            2,
+            [pod(0, "old"), pod(1, "old"), pod(2, "new", ready=True)],
+            [("Drain", "s-1")],
+            id="rollout-drains-an-old-one-when-its-replacement-is-ready",
+        ),
+        pytest.param(
+            2,
+            [pod(0, "old"), pod(1, "old", ready=False)],
+            [("Delete", "s-1"), ("Create", 2), ("Create", 3)],
+            id="rollout-replaces-unready-old-at-once",
+        ),
     ],
 )
 def test_plan_table(desired: int, pods: list[PodView], expect: list[tuple[str, object]]) -> None:
@@ -51,11 +84,21 @@ def test_plan_table(desired: int, pods: list[PodView], expect: list[tuple[str, o
 
 pod_strategy = st.builds(
     lambda i, h, ready, drain, term, inflight: PodView(
-        name=f"s-{i}", index=i, template_hash=h, created=float(i), ready=ready,
-        serving=drain is None, drain_started=drain, terminating=term, in_flight=inflight,
+        name=f"s-{i}",
+        index=i,
+        template_hash=h,
+        created=float(i),
+        ready=ready,
+        serving=drain is None,
+        drain_started=drain,
+        terminating=term,
+        in_flight=inflight,
     ),
-    st.integers(0, 40), st.sampled_from(["new", "old"]), st.booleans(),
-    st.one_of(st.none(), st.floats(NOW - 200, NOW)), st.booleans(),
+    st.integers(0, 40),
+    st.sampled_from(["new", "old"]),
+    st.booleans(),
+    st.one_of(st.none(), st.floats(NOW - 200, NOW)),
+    st.booleans(),
     st.one_of(st.none(), st.floats(0, 50)),
 )
 pods_strategy = st.lists(pod_strategy, max_size=12, unique_by=lambda p: p.index)
@@ -87,7 +130,9 @@ def test_rollout_never_removes_a_ready_pod_below_desired_ready(desired: int, pod
 
 @settings(max_examples=300, deadline=None)
 @given(desired=st.integers(0, 10), pods=pods_strategy)
-def test_creates_never_reuse_an_existing_index_and_plans_are_idempotent(desired: int, pods: list[PodView]) -> None:
+def test_creates_never_reuse_an_existing_index_and_plans_are_idempotent(
+    desired: int, pods: list[PodView]
+) -> None:
     p = plan(Desired(desired, "new"), pods, NOW)
     assert not {a.index for a in p.of(Create)} & {x.index for x in pods}  # type: ignore[attr-defined]
     assert plan(Desired(desired, "new"), pods, NOW) == p

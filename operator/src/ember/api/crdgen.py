@@ -66,7 +66,11 @@ class _Converter:
             del s["default"]
         if isinstance(s.get("exclusiveMinimum"), int | float) and not isinstance(s["exclusiveMinimum"], bool):
             s["minimum"], s["exclusiveMinimum"] = s["exclusiveMinimum"], True
-        if s.get("type") == "number" and isinstance(s.get("minimum"), float) and not s["minimum"].is_integer():
+        if (
+            s.get("type") == "number"
+            and isinstance(s.get("minimum"), float)
+            and not s["minimum"].is_integer()
+        ):
             # kube-apiserver truncates a fractional minimum to an integer when the value is an integer
             # (0 passes `minimum: 0.5`): a CEL rule enforces the real bound whatever the value's type.
             m = s["minimum"]

@@ -16,8 +16,8 @@ import kopf
 
 from ember.api import labels as L
 from ember.api.v1alpha1 import GROUP, PLURAL, VERSION
-from ember.handlers.context import OperatorContext
 from ember.handlers.buffer import reconcile_buffer
+from ember.handlers.context import OperatorContext
 from ember.handlers.replicas import reconcile
 from ember.kube.client import credentials
 
@@ -63,7 +63,9 @@ def register(reg: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
         return None
 
     @kopf.index("pods", labels=MANAGED, registry=reg, id="ember_placeholders")
-    def ember_placeholders(namespace: str, labels: dict[str, str], body: Any, **_: Any) -> dict[Any, Any] | None:
+    def ember_placeholders(
+        namespace: str, labels: dict[str, str], body: Any, **_: Any
+    ) -> dict[Any, Any] | None:
         owner = labels.get(L.ISVC)
         if owner and labels.get(L.COMPONENT) == L.PLACEHOLDER:
             return {(namespace, owner): _compact(body)}

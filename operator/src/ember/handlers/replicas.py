@@ -43,7 +43,7 @@ Emit = Callable[[Mapping[str, Any], str, str, str], None]  # (body, type, reason
 
 
 def kopf_emit(body: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
-    kopf.event(dict(body), type=type_, reason=reason, message=message)
+    kopf.event(dict(body), type=type_, reason=reason, message=message)  # type: ignore[arg-type]
 
 
 async def reconcile(

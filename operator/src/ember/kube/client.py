@@ -65,7 +65,9 @@ def credentials(kubeconfig: str | Path) -> dict[str, Any]:
     cfg = client.Configuration()
     config.load_kube_config(config_file=str(kubeconfig), client_configuration=cfg)
     keys = cfg.api_key or {}
-    bearer = keys.get("BearerToken") or keys.get("authorization", "")  # the client stores tokens as BearerToken
+    bearer = keys.get("BearerToken") or keys.get(
+        "authorization", ""
+    )  # the client stores tokens as BearerToken
     return {
         "server": cfg.host,
         "ca_path": cfg.ssl_ca_cert,

@@ -66,7 +66,7 @@ def execute(api: KubeAPI, t: Target, plan: Plan, now: datetime | None = None) ->
                 pod = builders.replica_pod(t.name, t.namespace, t.uid, t.spec, a.index)
                 if api.create_pod(pod):
                     out.append(Outcome("Normal", "ReplicaCreated", f"created {pod['metadata']['name']}"))
-        except Exception as e:  # noqa: BLE001 - reported as an Event and a condition, retried next tick
+        except Exception as e:
             log.warning("action failed", extra={"action": repr(a), "error": _error(e)})
             out.append(Outcome("Warning", f"{type(a).__name__}Failed", f"{a!r}: {_error(e)}"))
     return out
@@ -76,6 +76,6 @@ def ensure_service(api: KubeAPI, t: Target) -> Outcome | None:
     try:
         if api.ensure_service(builders.service(t.name, t.namespace, t.uid, t.spec)):
             return Outcome("Normal", "ServiceCreated", f"created Service {t.name}")
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         return Outcome("Warning", "ServiceFailed", _error(e))
     return None

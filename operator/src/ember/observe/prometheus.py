@@ -73,12 +73,22 @@ async def observe(
     time_to_ready_s: float,
     start_path: str,
 ) -> Observation:
-    base = {"now": now, "current_replicas": current, "ready_replicas": ready,
-            "time_to_ready_s": time_to_ready_s, "start_path": start_path}
+    base: dict[str, Any] = {
+        "now": now,
+        "current_replicas": current,
+        "ready_replicas": ready,
+        "time_to_ready_s": time_to_ready_s,
+        "start_path": start_path,
+    }
     if prom is None:
         return Observation(**base, metrics_ok=False, missing=("prometheus-not-configured",))
-    qs = render(namespace, name, spec.scaling.queries, spec.scaling.stable_window_seconds,
-                spec.scaling.panic_window_seconds)
+    qs = render(
+        namespace,
+        name,
+        spec.scaling.queries,
+        spec.scaling.stable_window_seconds,
+        spec.scaling.panic_window_seconds,
+    )
     names = [*qs.queries, "qps_panic"]
     promql = [*qs.queries.values(), qs.panic_qps]
     try:

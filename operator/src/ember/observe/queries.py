@@ -39,5 +39,7 @@ def render(namespace: str, name: str, overrides: MetricQueries, stable_s: int, p
     for key, default in DEFAULTS.items():
         q = given.get(key) or default
         out[key] = q.replace("$selector", selector).replace("$window", f"{stable_s}s")
-    qps = (given.get("qps") or DEFAULTS["qps"]).replace("$selector", selector).replace("$window", f"{panic_s}s")
+    qps = (
+        (given.get("qps") or DEFAULTS["qps"]).replace("$selector", selector).replace("$window", f"{panic_s}s")
+    )
     return QuerySet(out, qps)

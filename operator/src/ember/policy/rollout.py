@@ -91,7 +91,8 @@ def _victim_order(p: PodView) -> tuple[float, float, float, int]:
 
 
 def _free_indices(used: set[int], n: int) -> list[int]:
-    out, i = [], 0
+    out: list[int] = []
+    i = 0
     while len(out) < n:
         if i not in used:
             out.append(i)
