@@ -81,8 +81,13 @@ class FleetView:
 
 
 class Policy(Protocol):
-    name: str
-    interval_s: float
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def interval_s(self) -> float:
+        """Seconds between decisions."""
+        ...
 
     def step(self, view: FleetView) -> int:
         """The desired replica count at view.now."""

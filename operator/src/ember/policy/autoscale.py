@@ -252,6 +252,7 @@ def decide(
     assert last_req is not None
     panic_until = now + sc.stable_window_seconds if rec.panic else _unix(state.panic_until)
     target, reason = stabilise(spec, obs, sig, rec, want, recs, now - last_req, panic_until)
+    target = _clamp(target, sc)  # bounds are applied last, so they always hold
     new = state.model_copy(
         update={
             "samples": sig.samples, "recommendations": recs, "last_request_time": _ts(last_req),
@@ -275,7 +276,7 @@ def stabilise(
     sc, n, now = spec.scaling, obs.current_replicas, obs.now
     breached = sig.slo_ratio is not None and sig.slo_ratio > 1.0
     if n < sc.min_replicas:
-        return sc.min_replicas if want <= sc.min_replicas else min(want, n + sc.max_scale_up_step), "AtMin"
+        return max(sc.min_replicas, min(want, n + sc.max_scale_up_step)), "AtMin"
     if n > sc.max_replicas:
         return sc.max_replicas, "AtMax"
     if want > n:
@@ -288,6 +289,8 @@ def stabilise(
     if want == n:
         if rec.replicas > sc.max_replicas and n == sc.max_replicas:
             return n, "AtMax"
+        if rec.replicas < sc.min_replicas and n == sc.min_replicas and not rec.panic and not breached:
+            return n, "AtMin"
         return n, "Panic" if rec.panic else ("SLOBreached" if breached else "Hold")
     # want < n: every guard below holds the count
     if rec.replicas < sc.min_replicas and n == sc.min_replicas:
