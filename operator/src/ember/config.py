@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     plus image and weights on a fresh node): the autoscaler scales ahead by this much."""
     restore_seconds: float = Field(10.0, gt=0)
     """Expected time to Ready when a verified checkpoint is restored (see docs/benchmarks-gpu.md)."""
+    metrics_lag_seconds: float = Field(5.0, ge=0)
+    """How old a metric may be relative to the events it describes (scrape interval + query): a
+    draining replica counts as idle only on metrics taken this long after its drain began."""
     metrics_port: int = Field(8080, ge=0, le=65535)
     """Port of the operator's own /metrics; 0 disables."""
     health_port: int = Field(8081, ge=0, le=65535)

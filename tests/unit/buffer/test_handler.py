@@ -33,8 +33,9 @@ class FakeAPI:
         self.calls.append(("delete", name))
         return self.pods.pop(name, None) is not None
 
-    def patch_status(self, ns: str, name: str, patch: dict[str, Any]) -> None:
-        self.status.update(patch)
+    def apply_status(self, ns: str, name: str, owned: dict[str, Any], manager: str) -> None:
+        assert manager == "ember-warm-buffer"
+        self.status.update(owned)
 
     def priority_class_exists(self, name: str) -> bool:
         self.pc_checks += 1

@@ -33,6 +33,7 @@ from pydantic import ValidationError
 from ember.api.v1alpha1 import InferenceServiceSpec, InferenceServiceStatus, WarmBufferStatus
 from ember.handlers.context import Key, OperatorContext
 from ember.handlers.replicas import Emit, kopf_emit
+from ember.handlers.status_writer import WARM_BUFFER, apply_owned
 from ember.kube import placeholders as P
 from ember.policy import buffer as B
 from ember.policy.status import set_condition
@@ -263,13 +264,6 @@ def _conditions(
     return set_condition(conds, "WarmBufferReady", ok, reason, msg, stamp, gen)
 
 
-def _same(a: list[Any], b: list[Any]) -> bool:
-    def key(cs: list[Any]) -> list[tuple[str, str, str, str]]:
-        return sorted((c.type, c.status, c.reason, c.message) for c in cs if c.type in CONDITIONS)
-
-    return key(a) == key(b)
-
-
 async def _write(
     ctx: OperatorContext,
     ns: str,
@@ -278,13 +272,11 @@ async def _write(
     wb: WarmBufferStatus,
     conds: list[Any],
 ) -> None:
-    patch: dict[str, Any] = {}
-    if wb.to_k8s() != prev.warm_buffer.to_k8s():
-        patch["warmBuffer"] = wb.to_k8s()
-    if not _same(conds, prev.conditions):
-        patch["conditions"] = [c.to_k8s() for c in conds]
-    if patch:
-        await asyncio.to_thread(ctx.api.patch_status, ns, name, patch)
+    # server-side apply of the fields this loop owns (see status_writer): no clobbering of the
+    # replica and autoscaler writers' conditions
+    await apply_owned(
+        ctx, ns, name, WARM_BUFFER, prev, prev.model_copy(update={"warm_buffer": wb, "conditions": conds})
+    )
 
 
 def _announce(

@@ -16,6 +16,7 @@ import kopf
 
 from ember.api import labels as L
 from ember.api.v1alpha1 import GROUP, PLURAL, VERSION
+from ember.handlers.autoscale import autoscale_step
 from ember.handlers.buffer import reconcile_buffer
 from ember.handlers.context import OperatorContext
 from ember.handlers.replicas import reconcile
@@ -93,6 +94,7 @@ def register(reg: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
         namespace: str,
         name: str,
         ember_pods: kopf.Index,
+        ember_placeholders: kopf.Index,
         **_: Any,
     ) -> None:
         key = (namespace, name)
@@ -104,7 +106,8 @@ def register(reg: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
                     try:
                         async with ctx.lock(key):
                             replicas = list(ember_pods.get(key, []))
-                            await reconcile(ctx, body, replicas)
+                            fresh = await autoscale_step(ctx, body, replicas)
+                            await reconcile(ctx, body, replicas, fresh=fresh)
                             await reconcile_buffer(ctx, body, list(ember_placeholders.get(key, [])))
                         ctx.metrics.reconciles.labels("ok").inc()
                     except Exception:

@@ -12,8 +12,10 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
+from ember.api import labels as L
 from ember.api.v1alpha1 import InferenceServiceSpec, InferenceServiceStatus
 from ember.handlers.context import OperatorContext
+from ember.handlers.status_writer import REPLICAS, apply_owned
 from ember.kube import builders, executor
 from ember.kube.views import pod_view
 from ember.policy import rollout
@@ -31,12 +33,18 @@ def _parse_status(raw: Mapping[str, Any]) -> InferenceServiceStatus:
         return InferenceServiceStatus()
 
 
-async def write_status(
-    ctx: OperatorContext, ns: str, name: str, before: InferenceServiceStatus, after: InferenceServiceStatus
-) -> None:
-    new = after.to_k8s()
-    if new != before.to_k8s():
-        await asyncio.to_thread(ctx.api.patch_status, ns, name, new)
+def in_flight(ctx: OperatorContext, ns: str, name: str, pod: Mapping[str, Any]) -> float | None:
+    """The pod's running + waiting requests from the latest observation, or None (unknown). For a
+    draining pod only an observation made `metrics_lag_seconds` after the drain began counts: an
+    older one predates the pod's removal from the Service."""
+    obs = ctx.observations.get((ns, name))
+    if obs is None or not obs.metrics_ok:
+        return None
+    meta = pod.get("metadata", {})
+    started = (meta.get("annotations") or {}).get(L.DRAIN_STARTED)
+    if started and obs.now < datetime.fromisoformat(started).timestamp() + ctx.settings.metrics_lag_seconds:
+        return None
+    return obs.in_flight_by_pod.get(meta.get("name", ""))
 
 
 Emit = Callable[[Mapping[str, Any], str, str, str], None]  # (body, type, reason, message)
@@ -51,23 +59,25 @@ async def reconcile(
     body: Mapping[str, Any],
     pods: Iterable[Mapping[str, Any]],
     emit: Emit = kopf_emit,
+    fresh: InferenceServiceStatus | None = None,
 ) -> None:
+    """`fresh`: the status the autoscaler just wrote in this pass (the body may not show it yet)."""
     meta = body["metadata"]
     ns, name, uid, gen = meta["namespace"], meta["name"], meta["uid"], meta.get("generation")
     now = datetime.now(UTC).replace(microsecond=0)
-    prev = _parse_status(body.get("status") or {})
+    prev = fresh if fresh is not None else _parse_status(body.get("status") or {})
     try:
         spec = InferenceServiceSpec.model_validate(body.get("spec") or {})
     except ValidationError as e:
         # The API server enforces the same rules; this is only reachable with a CRD older than the operator.
         msg = "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors())[:1000]
         conds = set_condition(prev.conditions, "Degraded", True, "InvalidSpec", msg, now, gen)
-        await write_status(ctx, ns, name, prev, prev.model_copy(update={"conditions": conds}))
+        await apply_owned(ctx, ns, name, REPLICAS, prev, prev.model_copy(update={"conditions": conds}))
         emit(body, "Warning", "InvalidSpec", msg)
         return
 
     desired, source = desired_replicas(spec, prev)
-    views = [v for p in pods if (v := pod_view(p)) is not None]
+    views = [v for p in pods if (v := pod_view(p, in_flight(ctx, ns, name, p))) is not None]
     plan = rollout.plan(
         rollout.Desired(desired, builders.template_hash(spec), float(spec.scaling.drain_timeout_seconds)),
         views,
@@ -99,7 +109,7 @@ async def reconcile(
             "conditions": conds,
         }
     )
-    await write_status(ctx, ns, name, prev, after)
+    await apply_owned(ctx, ns, name, REPLICAS, prev, after)
     for o in outcomes:
         emit(body, o.type, o.reason, o.message)
         ctx.metrics.actions.labels(o.reason, "failed" if o.failed else "ok").inc()

@@ -17,7 +17,7 @@ import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from ember.api.v1alpha1 import GROUP, PLURAL, VERSION
+from ember.api.v1alpha1 import API_VERSION, GROUP, KIND, PLURAL, VERSION
 
 log = logging.getLogger("ember.kube")
 T = TypeVar("T")
@@ -143,6 +143,26 @@ class KubeAPI:
         try:
             self.custom.patch_namespaced_custom_object_status(
                 GROUP, VERSION, namespace, PLURAL, name, {"status": status}
+            )
+        except ApiException as e:
+            if e.status != 404:  # deleted meanwhile: nothing to report on
+                raise
+
+    @with_retries()
+    def apply_status(self, namespace: str, name: str, status: dict[str, Any], manager: str) -> None:
+        """Server-side apply of the status fields `manager` owns. Several writers (replicas, autoscaler,
+        warm buffer) share status; `conditions` is a list-map keyed by type, so each owns its entries
+        and none overwrites another's, whatever its view of the object."""
+        body = {
+            "apiVersion": API_VERSION,
+            "kind": KIND,
+            "metadata": {"name": name, "namespace": namespace},
+            "status": status,
+        }
+        try:
+            self.custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, namespace, PLURAL, name, body,
+                field_manager=manager, force=True, _content_type="application/apply-patch+yaml",
             )
         except ApiException as e:
             if e.status != 404:  # deleted meanwhile: nothing to report on

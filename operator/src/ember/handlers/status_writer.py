@@ -1,0 +1,49 @@
+"""Status is shared by three writers; each applies (server-side) only the fields it owns."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from ember.api.v1alpha1 import InferenceServiceStatus
+from ember.handlers.context import OperatorContext
+
+_ALIAS = {name: f.alias or name for name, f in InferenceServiceStatus.model_fields.items()}
+
+
+@dataclass(frozen=True)
+class Owner:
+    manager: str  # server-side apply field manager
+    fields: tuple[str, ...]  # status fields (python names)
+    conditions: tuple[str, ...]  # condition types
+
+    def owned(self, status: InferenceServiceStatus) -> dict[str, Any]:
+        d = status.to_k8s()
+        out = {_ALIAS[f]: d[_ALIAS[f]] for f in self.fields if _ALIAS[f] in d}
+        conds = [c for c in d.get("conditions", []) if c["type"] in self.conditions]
+        if conds:
+            out["conditions"] = conds
+        return out
+
+
+REPLICAS = Owner(
+    "ember-replicas",
+    ("observed_generation", "replicas", "ready_replicas", "desired_replicas", "selector", "endpoint"),
+    ("Ready", "Progressing", "Degraded"),
+)
+AUTOSCALER = Owner("ember-autoscaler", ("last_decision", "autoscaler", "observed"), ("MetricsAvailable",))
+WARM_BUFFER = Owner("ember-warm-buffer", ("warm_buffer",), ("WarmBufferReady", "WarmBufferMisconfigured"))
+
+
+async def apply_owned(
+    ctx: OperatorContext,
+    ns: str,
+    name: str,
+    owner: Owner,
+    before: InferenceServiceStatus,
+    after: InferenceServiceStatus,
+) -> None:
+    new = owner.owned(after)
+    if new != owner.owned(before):
+        await asyncio.to_thread(ctx.api.apply_status, ns, name, new, owner.manager)
