@@ -93,8 +93,12 @@ def test_no_scale_down_inside_the_stabilisation_window(
     spec: InferenceServiceSpec, obs: Observation, state: AutoscalerState, frac: float
 ) -> None:
     sc = spec.scaling
-    if obs.current_replicas > sc.max_replicas or obs.current_replicas == 0:
-        return  # bounds win; nothing to scale down
+    if (
+        obs.current_replicas > sc.max_replicas
+        or obs.current_replicas == 0
+        or sc.scale_down_delay_seconds == 0
+    ):
+        return  # bounds win; nothing to scale down; a zero delay has no window
     at = obs.now - frac * sc.scale_down_delay_seconds * 0.99
     recs = [*(p for p in state.recommendations if p[0] < at), [at, float(obs.current_replicas)]]
     recs.sort()
