@@ -17,7 +17,7 @@ help: ## list the targets
 $(UV):
 	python3 -m pip install --quiet --user "uv==$(UV_VERSION)"
 
-.venv/.synced: $(UV) pyproject.toml uv.lock operator/pyproject.toml tests/cluster/pyproject.toml checkpoint/pyproject.toml sim/pyproject.toml
+.venv/.synced: $(UV) pyproject.toml uv.lock operator/pyproject.toml tests/cluster/pyproject.toml checkpoint/pyproject.toml sim/pyproject.toml demo/pyproject.toml
 	$(UV) sync --frozen
 	touch $@
 
@@ -68,9 +68,11 @@ test: setup verify lint ## set up and run every test
 bench-reconcile: setup ## reconcile latency with 100 InferenceServices on the local control plane
 	$(RUN) python -m bench.reconcile --objects 100
 
-# ---------------------------------------------------------------- demo
-demo: setup ## the main job on the local cluster
-	$(RUN) ember-cluster up || true
-	$(RUN) python -m ember_cluster.demo
+bench-autoscale: venv ## autoscaling benchmark, pure simulation: Ember vs HPA+KEDA, Knative KPA, oracle (docs/benchmarks-autoscale.md)
+	$(RUN) python -m bench.autoscale --out docs
 
-.PHONY: bench-reconcile help venv cluster-binaries setup cluster-up cluster-down generate verify lint test-unit test-integration test demo
+# ---------------------------------------------------------------- demo
+demo: setup ## the main job: an InferenceService under a replayed trace on the local control plane
+	$(RUN) ember-demo
+
+.PHONY: bench-autoscale bench-reconcile help venv cluster-binaries setup cluster-up cluster-down generate verify lint test-unit test-integration test demo

@@ -77,3 +77,19 @@ def test_cel_rules_carry_a_field_path_and_message() -> None:
         r for r in rules if not r["rule"].startswith("self >= ")
     ]  # field-level bounds name themselves
     assert all(r.get("fieldPath", "").startswith(".") and r.get("message") for r in cross_field), rules
+
+
+def test_no_validation_list_has_duplicate_rules() -> None:
+    """Server-side apply (which helm 4 uses for crds/) refuses duplicate list-map keys."""
+
+    def lists(schema: Any) -> list[list[dict[str, str]]]:
+        if isinstance(schema, dict):
+            own = [schema["x-kubernetes-validations"]] if "x-kubernetes-validations" in schema else []
+            return own + [x for v in schema.values() for x in lists(v)]
+        if isinstance(schema, list):
+            return [x for v in schema for x in lists(v)]
+        return []
+
+    for rules in lists(crdgen.inference_service_crd()):
+        keys = [r["rule"] for r in rules]
+        assert len(keys) == len(set(keys)), keys

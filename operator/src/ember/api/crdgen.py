@@ -40,30 +40,38 @@ class _Converter:
         self.defs, self.keep_defaults, self.models = defs, keep_defaults, _models()
 
     def convert(self, s: dict[str, Any], *, in_container: bool = False) -> dict[str, Any]:
+        """Convert one schema node; each node is converted exactly once (a resolved `$ref` or the
+        non-null branch of an Optional is already converted and only gets the outer keys)."""
         s = dict(s)
         desc = s.pop("description", None)
+        s.pop("title", None)
         if "$ref" in s:
             name = s.pop("$ref").rsplit("/", 1)[-1]
-            target = self.convert(self.defs[name])
-            target.update({k: val for k, val in s.items() if k == "default"})
-            s = target
+            out = self.convert(self.defs[name])
             rules = [r.to_schema() for r in self.models[name].__cel__]
             if rules:
-                s["x-kubernetes-validations"] = rules
-        if "anyOf" in s:
+                out["x-kubernetes-validations"] = rules
+        elif "anyOf" in s:
             options = [o for o in s.pop("anyOf") if o.get("type") != "null"]
             if len(options) != 1:
                 raise ValueError(f"unsupported union in schema: {options}")
-            merged = self.convert(options[0], in_container=in_container)
-            merged.update({k: val for k, val in s.items() if k not in ("title",)})
-            s = merged
+            out = self.convert(options[0], in_container=in_container)
             if in_container:
-                s["nullable"] = True
-        s.pop("title", None)
+                out["nullable"] = True
+        else:
+            out = self._leaf_or_object(s)
+            s = {}
+        if "default" in s:
+            out["default"] = s["default"]
+        if "default" in out and (out["default"] is None or not self.keep_defaults):
+            del out["default"]
+        if desc:
+            out["description"] = desc  # the field's own docstring wins over its type's
+        return out
+
+    def _leaf_or_object(self, s: dict[str, Any]) -> dict[str, Any]:
         if s.get("additionalProperties") is False:
             del s["additionalProperties"]
-        if "default" in s and (s["default"] is None or not self.keep_defaults):
-            del s["default"]
         if isinstance(s.get("exclusiveMinimum"), int | float) and not isinstance(s["exclusiveMinimum"], bool):
             s["minimum"], s["exclusiveMinimum"] = s["exclusiveMinimum"], True
         if (
@@ -74,9 +82,9 @@ class _Converter:
             # kube-apiserver truncates a fractional minimum to an integer when the value is an integer
             # (0 passes `minimum: 0.5`): a CEL rule enforces the real bound whatever the value's type.
             m = s["minimum"]
-            rule = {"rule": f"self >= {m}", "message": f"must be greater than or equal to {m}"}
-            # a new list: the schema dicts are shallow copies, a shared list would collect duplicates
-            s["x-kubernetes-validations"] = [*s.get("x-kubernetes-validations", []), rule]
+            s["x-kubernetes-validations"] = [
+                {"rule": f"self >= {m}", "message": f"must be greater than or equal to {m}"}
+            ]
         if "const" in s:
             s["enum"] = [s.pop("const")]
         if "properties" in s:
@@ -86,10 +94,8 @@ class _Converter:
             s["additionalProperties"] = self.convert(s["additionalProperties"], in_container=True)
         if "items" in s:
             s["items"] = self.convert(s["items"], in_container=True)
-        if desc and "description" not in s:
-            s["description"] = desc
-        elif desc:
-            s["description"] = desc  # the field's own docstring wins over its type's
+        if "default" in s and (s["default"] is None or not self.keep_defaults):
+            del s["default"]
         return s
 
     def _prop(self, p: dict[str, Any]) -> dict[str, Any]:

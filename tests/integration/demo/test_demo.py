@@ -1,0 +1,45 @@
+"""`make demo` in its short mode: it must scale up under the replayed trace, back down after it, lose no
+request, and write its plot and record."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from ember_cluster.procs import free_port
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def test_demo_short_mode_scales_up_and_back_down_and_writes_the_plot(tmp_path: Path) -> None:
+    wd = tmp_path / "demo"
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ember_demo",
+            "--duration-s",
+            "450",
+            "--speed",
+            "10",
+            "--cooldown-s",
+            "75",
+            "--workdir",
+            str(wd),
+            "--prometheus-port",
+            str(free_port()),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=400,
+        cwd=ROOT,
+    )
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    summary = json.loads((wd / "demo.json").read_text())["summary"]
+    assert summary["max_desired"] >= 2, summary
+    assert summary["final_desired"] == 1, summary
+    assert summary["requests_completed"] > 200 and summary["requests_failed"] == 0, summary
+    assert (wd / "demo.png").stat().st_size > 10_000
+    assert "Summary" in r.stdout and str(wd / "demo.png") in r.stdout.replace("\n", "")
