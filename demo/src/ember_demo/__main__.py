@@ -49,7 +49,7 @@ def args() -> argparse.Namespace:
 
 def isvc(stack: Stack) -> dict[str, Any]:
     out = stack.kubectl("get", "eis", NAME, "-n", NAMESPACE, "-o", "json")
-    return json.loads(out)  # type: ignore[no-any-return]
+    return json.loads(out)
 
 
 def fmt(v: float | None, target: float | None = None, unit: str = "") -> str:
