@@ -88,6 +88,10 @@ class Pool:
 def pools(kube: Kube) -> Iterator[list[Pool]]:
     made: list[Pool] = []
     yield made
+    # pods first, nodes after: a pod bound to a deleted node lingers until the pod GC (~40 s)
+    kube.custom.delete_collection_namespaced_custom_object(GROUP, VERSION, kube.ns, PLURAL)
+    kube.core.delete_collection_namespaced_pod(kube.ns, grace_period_seconds=0)
+    eventually(lambda: not kube.pods(), 30, what="test pods gone before their nodes")
     for p in made:
         p.delete()
 
@@ -146,7 +150,7 @@ def test_replicas_preempt_placeholders_at_once_and_the_buffer_is_rebuilt_pending
         what="status: buffer held",
     )
     placeholder_pod = placeholders(kube, "llm")[0]
-    assert placeholder_pod.spec.priority == -10 and placeholder_pod.spec.termination_grace_period_seconds == 0
+    assert placeholder_pod.spec.priority == -10 and placeholder_pod.spec.termination_grace_period_seconds == 1
     assert placeholder_pod.spec.init_containers[0].command == ["ember-supervisor"]
 
     t0 = time.monotonic()
@@ -180,13 +184,18 @@ def test_replicas_preempt_placeholders_at_once_and_the_buffer_is_rebuilt_pending
     assert all(kube.pod_ready(p) for p in replica_pods(kube, "llm"))
 
     # the Pending placeholders are the autoscaler's signal: a new node arrives and they take it
-    with Provisioner(kube.core, pool.product, gpus_per_node=4, delay_s=1.0, prefix=f"{pool.names[0]}-prov"):
+    prov = Provisioner(kube.core, pool.product, gpus_per_node=4, delay_s=1.0, prefix=f"{pool.names[0]}-prov")
+    try:
+        prov.start()
         eventually(lambda: held(kube, "llm", 3), 30, what="placeholders scheduled on the provisioned node")
         eventually(
             lambda: condition(kube, "llm", "WarmBufferReady").get("status") == "True",
             20,
             what="buffer held again",
         )
+    finally:
+        prov.stop(delete_nodes=False)
+        pool.names += [n for n, _ in prov.added]  # deleted after the pods on them
 
 
 def test_gpu_types_never_mix_and_deleting_the_service_removes_its_placeholders(

@@ -114,7 +114,7 @@ def test_a_placeholder_asks_for_exactly_one_replica_on_the_same_gpu_type() -> No
     assert pod["spec"]["nodeSelector"] == replica["spec"]["nodeSelector"] == {L.GPU_PRODUCT: "H100-80GB"}
     assert pod["spec"]["tolerations"] == replica["spec"]["tolerations"]
     assert pod["spec"]["priorityClassName"] == "ember-warm-buffer" != replica["spec"]["priorityClassName"]
-    assert pod["spec"]["terminationGracePeriodSeconds"] == 0
+    assert pod["spec"]["terminationGracePeriodSeconds"] == 1  # graceful: see placeholders.py
     assert pod["metadata"]["ownerReferences"] == [builders.owner_reference("llm", "uid-1")]
     labels = pod["metadata"]["labels"]
     assert (

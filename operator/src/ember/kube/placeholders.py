@@ -4,10 +4,18 @@ A placeholder holds the node capacity of exactly one replica: the same GPU count
 requests, GPU toleration and `nvidia.com/gpu.product` node selector as `builders.replica_pod`, so any
 replica fits where a placeholder was, and a replica of one GPU type never preempts a placeholder of
 another (the node selector keeps them on disjoint nodes). It runs a pause container
-(`PAUSE_IMAGE`), exits at once when deleted (`terminationGracePeriodSeconds: 0`: preemption must
-free the GPUs immediately) and runs at the PriorityClass of `spec.warmBuffer.priorityClassName`,
+(`PAUSE_IMAGE`), which exits on SIGTERM at once, and runs at the PriorityClass of
+`spec.warmBuffer.priorityClassName`,
 which must rank below the serving replicas' and should have `preemptionPolicy: Never` so that a
 recreated placeholder waits Pending instead of evicting anything.
+
+Why `terminationGracePeriodSeconds: 1` and not 0: with 0 the API server removes the pod object at
+once, before any kubelet has stopped the container. The preemptor can then reach the node while the
+pause container still holds the device, and the scheduler's asynchronous preemption can issue a
+redundant second preemption that finds the victim gone, emits no event, and parks the preemptor for
+5 minutes (kubernetes/kubernetes#141694; reproduced here on kwok in ~1 of 3 scale-ups). With 1 the
+deletion is graceful: the preemptor waits, nominated, until the kubelet confirms, which the pause
+container allows within milliseconds; 1 s is only the upper bound.
 
 Pre-staging (`spec.warmBuffer.prestage`): an init container runs the *replica image* itself (so the
 kubelet pulls it onto the node: the replica that lands there later finds it cached) with the command
@@ -38,6 +46,7 @@ from ember.policy.buffer import PlaceholderView
 PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
 PRESTAGE_CACHE = "/var/lib/ember/cache"  # node-local cache of images' weights (hostPath)
 PRESTAGE_RESOURCES = {"cpu": "500m", "memory": "2Gi"}  # copies files; the pod's GPUs come from `hold`
+GRACE_S = 1  # module docstring: why not 0
 SPEC_HASH = f"{L.PREFIX}/buffer-hash"  # label: hash of the placeholder-shaping spec
 INFIX = "-buffer-"
 
@@ -118,7 +127,7 @@ def placeholder_pod(
             {"name": "hold", "image": pause_image, "resources": {"requests": requests, "limits": limits}}
         ],
         "priorityClassName": spec.warm_buffer.priority_class_name,
-        "terminationGracePeriodSeconds": 0,
+        "terminationGracePeriodSeconds": GRACE_S,
         "enableServiceLinks": False,
         "automountServiceAccountToken": False,
     }
