@@ -113,7 +113,7 @@ def placeholders(kube: Kube, name: str) -> list[Any]:
 
 
 def warm(kube: Kube, name: str) -> dict[str, Any]:
-    return get_isvc(kube, name).get("status", {}).get("warmBuffer", {})  # type: ignore[no-any-return]
+    return get_isvc(kube, name).get("status", {}).get("warmBuffer", {})
 
 
 def condition(kube: Kube, name: str, type_: str) -> dict[str, Any]:

@@ -12,16 +12,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 
-def ph(i: int, h: str = "h", scheduled: bool = True, **kw: object) -> PlaceholderView:
+def ph(
+    i: int, h: str = "h", scheduled: bool = True, created: float | None = None, terminating: bool = False
+) -> PlaceholderView:
     return PlaceholderView(
         name=f"s-buffer-{i}",
         index=i,
         uid=f"u{i}",
         spec_hash=h,
-        created=float(kw.pop("created", 100 + i)),
+        created=float(100 + i if created is None else created),
         scheduled=scheduled,
-        **kw,
-    )  # type: ignore[arg-type]
+        terminating=terminating,
+    )
 
 
 def kinds(p: BufferPlan) -> list[tuple[str, object]]:
