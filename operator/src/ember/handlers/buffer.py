@@ -14,8 +14,10 @@ preempted; it is counted, announced with an Event and recreated (Pending until a
 After a restart the first pass only re-learns what is alive, so a preemption during the outage is
 not counted (the placeholder is still recreated).
 
-Status is written as a merge patch of `warmBuffer` alone, and of `conditions` only when one of the
-buffer's own conditions changed, so this pass never rewrites the replica reconcile's fields.
+Status: server-side apply of only the fields this writer owns (`status_writer.WARM_BUFFER`:
+`warmBuffer` and the WarmBufferReady / WarmBufferMisconfigured conditions), so it never rewrites the
+replica reconcile's or the autoscaler's. The preemption count and the sample history are carried in
+memory between passes as well, because kopf's body can lag behind this writer's own last apply.
 """
 
 from __future__ import annotations
@@ -136,6 +138,18 @@ def _preempted(mem: _Memory, views: list[B.PlaceholderView]) -> list[B.Placehold
     return out
 
 
+def _remember(
+    mem: _Memory, views: list[B.PlaceholderView], plan: B.BufferPlan, preempted: list[B.PlaceholderView | str]
+) -> None:
+    """Bookkeeping for the next pass: what is alive, what we deleted, what was counted already."""
+    deleted = {a.name for a in plan.actions if isinstance(a, B.DeletePlaceholder)}
+    ids = {_ident(v) for v in views}
+    new_ids = {_ident(v) if isinstance(v, B.PlaceholderView) else v for v in preempted}
+    mem.deleted = (mem.deleted & ids) | {_ident(v) for v in views if v.name in deleted}
+    mem.counted = (mem.counted | new_ids) & ids
+    mem.known = {_ident(v): v.name for v in views if not v.terminating and v.name not in deleted}
+
+
 def _execute(
     ctx: OperatorContext, meta: Mapping[str, Any], spec: InferenceServiceSpec, plan: B.BufferPlan, image: str
 ) -> list[tuple[str, str, str]]:
@@ -184,29 +198,21 @@ async def reconcile_buffer(
         return  # no buffer, never had one: nothing to write
 
     wb = spec.warm_buffer
-    problem = _Problem()
-    if wb.enabled:
-        problem = await _misconfiguration(ctx, spec, t)
+    problem = await _misconfiguration(ctx, spec, t) if wb.enabled else _Problem()
     samples = (
         B.record_sample(wb_prev.samples, t, _qps(prev)) if wb.enabled and wb.policy == "adaptive" else []
     )
     sizing = B.size(wb, spec.resources.gpu, samples, _capacity(spec, prev))
     image = str(getattr(ctx.settings, "placeholder_image", None) or P.PAUSE_IMAGE)
     plan = B.plan(sizing.placeholders, P.spec_hash(spec, image), views)
-    if problem.blocks_creates:
-        # the API server would refuse every create; keep what exists, delete only
+    if problem.blocks_creates:  # the API server would refuse every create: delete only
         plan = B.BufferPlan(
             [a for a in plan.actions if isinstance(a, B.DeletePlaceholder)], plan.held, plan.pending
         )
 
     preempted = _preempted(mem, views)
     results = await asyncio.to_thread(_execute, ctx, meta, spec, plan, image) if plan.actions else []
-    deleted = {a.name for a in plan.actions if isinstance(a, B.DeletePlaceholder)}
-    ids = {_ident(v) for v in views}
-    new_ids = {_ident(v) if isinstance(v, B.PlaceholderView) else v for v in preempted}
-    mem.deleted = (mem.deleted & ids) | {_ident(v) for v in views if v.name in deleted}
-    mem.counted = (mem.counted | new_ids) & ids
-    mem.known = {_ident(v): v.name for v in views if not v.terminating and v.name not in deleted}
+    _remember(mem, views, plan, preempted)
     if any(r[1] == "PlaceholderFailed" for r in results):
         _store(ctx).priority_classes.pop(wb.priority_class_name, None)
 
