@@ -71,8 +71,11 @@ bench-reconcile: setup ## reconcile latency with 100 InferenceServices on the lo
 bench-autoscale: venv ## autoscaling benchmark, pure simulation: Ember vs HPA+KEDA, Knative KPA, oracle (docs/benchmarks-autoscale.md)
 	$(RUN) python -m bench.autoscale --out docs
 
+bench-warm-buffer: setup ## warm buffer: scale decision to Ready with and without the buffer (docs/benchmarks-warm-buffer.md)
+	$(RUN) python -m bench.warm_buffer --runs 5 --provision-s 6 --out docs/benchmarks-warm-buffer.results.json
+
 # ---------------------------------------------------------------- demo
 demo: setup ## the main job: an InferenceService under a replayed trace on the local control plane
 	$(RUN) ember-demo
 
-.PHONY: bench-autoscale bench-reconcile help venv cluster-binaries setup cluster-up cluster-down generate verify lint test-unit test-integration test demo
+.PHONY: bench-warm-buffer bench-autoscale bench-reconcile help venv cluster-binaries setup cluster-up cluster-down generate verify lint test-unit test-integration test demo

@@ -25,6 +25,8 @@ class Settings(BaseSettings):
     plus image and weights on a fresh node): the autoscaler scales ahead by this much."""
     restore_seconds: float = Field(10.0, gt=0)
     """Expected time to Ready when a verified checkpoint is restored (see docs/benchmarks-gpu.md)."""
+    placeholder_image: str = "registry.k8s.io/pause:3.10"
+    """Image of warm-buffer placeholder pods: a pause container that only holds the GPUs."""
     metrics_lag_seconds: float = Field(5.0, ge=0)
     """How old a metric may be relative to the events it describes (scrape interval + query): a
     draining replica counts as idle only on metrics taken this long after its drain began."""

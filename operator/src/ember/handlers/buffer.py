@@ -62,10 +62,9 @@ class _Store:
 
 def _store(ctx: OperatorContext) -> _Store:
     # Kept on the context (one per operator process; tests build their own) rather than in a global.
-    store = ctx.__dict__.get("buffer_store")
-    if not isinstance(store, _Store):
-        store = ctx.__dict__["buffer_store"] = _Store()
-    return store
+    if not isinstance(ctx.buffer_store, _Store):
+        ctx.buffer_store = _Store()
+    return ctx.buffer_store
 
 
 def _ident(v: B.PlaceholderView) -> str:
@@ -203,7 +202,7 @@ async def reconcile_buffer(
         B.record_sample(wb_prev.samples, t, _qps(prev)) if wb.enabled and wb.policy == "adaptive" else []
     )
     sizing = B.size(wb, spec.resources.gpu, samples, _capacity(spec, prev))
-    image = str(getattr(ctx.settings, "placeholder_image", None) or P.PAUSE_IMAGE)
+    image = ctx.settings.placeholder_image
     plan = B.plan(sizing.placeholders, P.spec_hash(spec, image), views)
     if problem.blocks_creates:  # the API server would refuse every create: delete only
         plan = B.BufferPlan(
@@ -228,6 +227,8 @@ async def reconcile_buffer(
         samples=samples,
     )
     conds = _conditions(prev, spec, sizing, wb_now, problem, gen)
+    for state, n in (("desired", wb_now.desired), ("held", wb_now.ready), ("pending", wb_now.pending)):
+        ctx.metrics.buffer_placeholders.labels(ns, name, state).set(n)
     await _write(ctx, ns, name, prev, wb_now, conds)
     mem.status = wb_now
     _announce(ctx, body, emit, ns, name, preempted, results, prev, problem)
@@ -310,6 +311,7 @@ def _announce(
             f"{pod}: {how}; recreating it (Pending until a node is free)",
         )
         ctx.metrics.actions.labels("PlaceholderPreempted", "ok").inc()
+        ctx.metrics.buffer_preemptions.labels(ns, name).inc()
     for type_, reason, message in results:
         emit(body, type_, reason, message)
         ctx.metrics.actions.labels(reason, "failed" if type_ == "Warning" else "ok").inc()

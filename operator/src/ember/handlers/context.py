@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from typing import Any
 
 from ember.config import Settings
 from ember.kube.client import KubeAPI
@@ -25,6 +26,7 @@ class OperatorContext:
     prometheus: Prometheus | None = None
     last_decision: dict[Key, float] = field(default_factory=dict)  # monotonic-ish unix time of last decide
     observations: dict[Key, Observation] = field(default_factory=dict)  # latest, for drains
+    buffer_store: Any = None  # the warm-buffer loop's per-object memory (handlers/buffer.py)
 
     def wake_event(self, key: Key) -> asyncio.Event:
         return self._wake.setdefault(key, asyncio.Event())
@@ -42,3 +44,5 @@ class OperatorContext:
         self.services_ok.discard(key)
         self.last_decision.pop(key, None)
         self.observations.pop(key, None)
+        if self.buffer_store is not None:
+            self.buffer_store.objects.pop(key, None)

@@ -24,7 +24,7 @@ from ember.kube.client import credentials
 
 log = logging.getLogger("ember.handlers")
 MANAGED = {L.MANAGED_BY: L.MANAGED_BY_VALUE}
-_POD_KEEP = ("name", "namespace", "labels", "annotations", "creationTimestamp", "deletionTimestamp")
+_POD_KEEP = ("name", "namespace", "uid", "labels", "annotations", "creationTimestamp", "deletionTimestamp")
 
 
 def _compact(body: Any) -> dict[str, Any]:

@@ -161,8 +161,15 @@ class KubeAPI:
         }
         try:
             self.custom.patch_namespaced_custom_object_status(
-                GROUP, VERSION, namespace, PLURAL, name, body,
-                field_manager=manager, force=True, _content_type="application/apply-patch+yaml",
+                GROUP,
+                VERSION,
+                namespace,
+                PLURAL,
+                name,
+                body,
+                field_manager=manager,
+                force=True,
+                _content_type="application/apply-patch+yaml",
             )
         except ApiException as e:
             if e.status != 404:  # deleted meanwhile: nothing to report on

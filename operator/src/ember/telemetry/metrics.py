@@ -19,6 +19,8 @@ class Metrics:
     replicas_desired: Gauge
     replicas_ready: Gauge
     decisions: Counter
+    buffer_placeholders: Gauge
+    buffer_preemptions: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> Metrics:
@@ -43,6 +45,18 @@ class Metrics:
                 "ember_scaling_decisions_total",
                 "Autoscaler decisions by reason",
                 ["namespace", "name", "reason", "mode"],
+                registry=r,
+            ),
+            buffer_placeholders=Gauge(
+                "ember_warm_buffer_placeholders",
+                "Warm-buffer placeholders by state (desired, held, pending)",
+                ["namespace", "name", "state"],
+                registry=r,
+            ),
+            buffer_preemptions=Counter(
+                "ember_warm_buffer_preemptions_total",
+                "Placeholders taken over by serving replicas",
+                ["namespace", "name"],
                 registry=r,
             ),
         )
