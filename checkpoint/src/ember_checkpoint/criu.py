@@ -130,13 +130,22 @@ def check_version(version: tuple[int, int, int]) -> None:
 
 
 def dump_argv(
-    criu: Sequence[str], pid: int, images: Path, log_file: Path, *, shell_job: bool, leave_running: bool
+    criu: Sequence[str],
+    pid: int,
+    images: Path,
+    log_file: Path,
+    *,
+    shell_job: bool,
+    leave_running: bool,
+    action_script: str | None = None,
 ) -> list[str]:
     argv = [*criu, "dump", "-t", str(pid), "-D", str(images), "-o", str(log_file), "-v4", *COMMON_FLAGS]
     if shell_job:
         argv.append("--shell-job")
     if leave_running:
         argv.append("--leave-running")
+    if action_script:  # an executable CRIU runs at each stage, $CRTOOLS_SCRIPT_ACTION naming it
+        argv += ["--action-script", action_script]
     return argv
 
 
@@ -231,12 +240,21 @@ class Criu:
         shell_job: bool,
         leave_running: bool,
         timeout_s: float,
+        action_script: str | None = None,
     ) -> float:
         """Dump the tree rooted at pid into images; returns the seconds it took."""
         images, log_file = images.resolve(), log_file.resolve()  # CRIU reads -o relative to -D
         images.mkdir(parents=True, exist_ok=True)
         log_file.parent.mkdir(parents=True, exist_ok=True)
-        argv = dump_argv(self.argv, pid, images, log_file, shell_job=shell_job, leave_running=leave_running)
+        argv = dump_argv(
+            self.argv,
+            pid,
+            images,
+            log_file,
+            shell_job=shell_job,
+            leave_running=leave_running,
+            action_script=action_script,
+        )
         t0 = time.monotonic()
         done = self.runner(argv, timeout_s)
         if done.returncode != 0:

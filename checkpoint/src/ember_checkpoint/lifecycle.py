@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ember_checkpoint import checksum, cuda, engine_http
+from ember_checkpoint import checksum, cuda, engine_http, shm
 from ember_checkpoint.criu import (
     Criu,
     CriuFailed,
@@ -76,6 +76,7 @@ def dump(
     gpu_pids = sorted(p for p in tree if gpu is not None and gpu.has_cuda_state(p))
     gpu_bytes = sum(cuda.gpu_memory_bytes(p) for p in gpu_pids)
     staging = storage.staging(req.checkpoint_id)
+    shm_files, old_remaps = shm.mapped_shm_files(tree), shm.link_remaps()
     try:
         timings.cuda_checkpoint_s = sum(gpu.suspend(p) for p in gpu_pids) if gpu else 0.0
         try:
@@ -86,6 +87,14 @@ def dump(
                 shell_job=shell_job,
                 leave_running=req.leave_running,
                 timeout_s=req.timeout_s,
+                action_script=str(
+                    shm.write_capture_script(
+                        (staging / "shm-capture.sh").resolve(),
+                        shm_files,
+                        (staging / "images").resolve(),
+                        old_remaps,
+                    )
+                ),
             )
         finally:
             # The engine keeps running after a live dump or a failed one: give its GPU state back.
@@ -185,6 +194,12 @@ def restore(
             raise RestoreRefused(
                 Reason.CHECKSUM_MISMATCH, f"image is {actual}, manifest says {manifest.content_checksum}"
             )
+    try:
+        shm.reinstate(path / "images")
+    except OSError as e:
+        raise RestoreRefused(
+            Reason.CRIU_RESTORE_FAILED, f"cannot write the image's /dev/shm files: {e}"
+        ) from e
     logs = log_dir or _writable(path / "logs")
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
     t1 = time.monotonic()

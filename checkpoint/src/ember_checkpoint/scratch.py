@@ -3,13 +3,15 @@
 `python -m ember_checkpoint.scratch REQUEST_JSON` is started by `verify` under
 `unshare --pid --net --mount --fork --mount-proc`. There the image's pids and port are free even while
 the original engine still runs on the host, and nothing the canary does can reach the outside. It
-brings the loopback up, CRIU-restores the image, resumes GPU state, asks the canary request until the
-engine answers, prints one JSON line {ok, output, error, restore_s, first_answer_s} and exits; exiting
-as PID 1 makes the kernel kill every restored process, so there is nothing to clean up.
+brings the loopback up, mounts a private /dev/shm holding the image's shm files (see `shm`),
+CRIU-restores the image, resumes GPU state, asks the canary request until the engine answers, prints
+one JSON line {ok, output, error, restore_s, first_answer_s} and exits; exiting as PID 1 makes the
+kernel kill every restored process, so there is nothing to clean up.
 """
 
 from __future__ import annotations
 
+import ctypes
 import fcntl
 import json
 import socket
@@ -20,7 +22,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from ember_checkpoint import cuda, engine_http
+from ember_checkpoint import cuda, engine_http, shm
 from ember_checkpoint.criu import Criu, CriuFailed
 from ember_checkpoint.manifest import Canary
 
@@ -55,8 +57,21 @@ def loopback_up() -> None:
         fcntl.ioctl(s.fileno(), _SIOCSIFFLAGS, struct.pack("16sH14s", b"lo", flags | _IFF_UP, b""))
 
 
+def private_shm() -> None:
+    """A fresh tmpfs on /dev/shm in this mount namespace (unshare makes mounts private): the canary
+    engine gets the image's own /dev/shm files, never those of the engine still running outside."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.mount(b"tmpfs", str(shm.SHM).encode(), b"tmpfs", 0, b"mode=1777") != 0:
+        raise OSError(ctypes.get_errno(), f"mount tmpfs on {shm.SHM}")
+
+
 def run(req: ScratchRequest) -> ScratchResult:
     loopback_up()
+    try:
+        private_shm()
+        shm.reinstate(Path(req.images))
+    except OSError as e:
+        return ScratchResult(ok=False, error=f"scratch /dev/shm: {e}")
     criu = Criu(argv=req.criu_argv, version=req.criu_version)
     logs = Path(req.log_dir)
     t0 = time.monotonic()
