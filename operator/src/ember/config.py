@@ -25,6 +25,10 @@ class Settings(BaseSettings):
     plus image and weights on a fresh node): the autoscaler scales ahead by this much."""
     restore_seconds: float = Field(10.0, gt=0)
     """Expected time to Ready when a verified checkpoint is restored (see docs/benchmarks-gpu.md)."""
+    supervisor_port: int = Field(8081, ge=1, le=65535)
+    """Port of the replica supervisor's HTTP endpoint (POST /checkpoint) inside replica pods."""
+    checkpoint_timeout_seconds: float = Field(600.0, gt=0)
+    """How long a checkpoint request (dump + canary verify) may take before it counts as failed."""
     placeholder_image: str = "registry.k8s.io/pause:3.10"
     """Image of warm-buffer placeholder pods: a pause container that only holds the GPUs."""
     metrics_lag_seconds: float = Field(5.0, ge=0)

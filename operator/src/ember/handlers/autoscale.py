@@ -21,6 +21,7 @@ from ember.handlers.status_writer import AUTOSCALER, apply_owned
 from ember.kube.views import pod_view
 from ember.observe.prometheus import observe
 from ember.policy.autoscale import decide
+from ember.policy.desired import restore_available
 from ember.policy.status import set_condition
 
 log = logging.getLogger("ember.autoscaler")
@@ -30,13 +31,7 @@ def start_path(
     spec: InferenceServiceSpec, status: InferenceServiceStatus, ctx: OperatorContext
 ) -> tuple[str, float]:
     """The fastest start path available now, and how long it is expected to take."""
-    cp = status.checkpoint
-    if (
-        spec.checkpoint.enabled
-        and spec.checkpoint.restore_policy == "IfVerified"
-        and cp is not None
-        and cp.verified
-    ):
+    if restore_available(spec, status):
         return "restore", ctx.settings.restore_seconds
     return "cold", ctx.settings.cold_start_seconds
 

@@ -26,6 +26,8 @@ class OperatorContext:
     prometheus: Prometheus | None = None
     last_decision: dict[Key, float] = field(default_factory=dict)  # monotonic-ish unix time of last decide
     observations: dict[Key, Observation] = field(default_factory=dict)  # latest, for drains
+    checkpoint_attempts: dict[Key, tuple[float, int]] = field(default_factory=dict)  # (last try, failures)
+    checkpoint_tasks: dict[Key, asyncio.Task[None]] = field(default_factory=dict)
     buffer_store: Any = None  # the warm-buffer loop's per-object memory (handlers/buffer.py)
 
     def wake_event(self, key: Key) -> asyncio.Event:
@@ -44,5 +46,9 @@ class OperatorContext:
         self.services_ok.discard(key)
         self.last_decision.pop(key, None)
         self.observations.pop(key, None)
+        self.checkpoint_attempts.pop(key, None)
+        task = self.checkpoint_tasks.pop(key, None)
+        if task is not None:
+            task.cancel()
         if self.buffer_store is not None:
             self.buffer_store.objects.pop(key, None)

@@ -18,6 +18,7 @@ from ember.api import labels as L
 from ember.api.v1alpha1 import GROUP, PLURAL, VERSION
 from ember.handlers.autoscale import autoscale_step
 from ember.handlers.buffer import reconcile_buffer
+from ember.handlers.checkpoint import start_checkpoint
 from ember.handlers.context import OperatorContext
 from ember.handlers.replicas import reconcile
 from ember.kube.client import credentials
@@ -33,7 +34,11 @@ def _compact(body: Any) -> dict[str, Any]:
     st = body.get("status") or {}
     return {
         "metadata": {k: (dict(meta[k]) if isinstance(meta.get(k), dict) else meta.get(k)) for k in _POD_KEEP},
-        "status": {"conditions": [dict(c) for c in st.get("conditions") or []], "phase": st.get("phase")},
+        "status": {
+            "conditions": [dict(c) for c in st.get("conditions") or []],
+            "phase": st.get("phase"),
+            "podIP": st.get("podIP"),
+        },
     }
 
 
@@ -109,6 +114,7 @@ def register(reg: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
                             fresh = await autoscale_step(ctx, body, replicas)
                             await reconcile(ctx, body, replicas, fresh=fresh)
                             await reconcile_buffer(ctx, body, list(ember_placeholders.get(key, [])))
+                            start_checkpoint(ctx, body, replicas)
                         ctx.metrics.reconciles.labels("ok").inc()
                     except Exception:
                         # Never a crash loop: log, count, and try again on the next wake-up.

@@ -19,7 +19,7 @@ from ember.handlers.status_writer import REPLICAS, apply_owned
 from ember.kube import builders, executor
 from ember.kube.views import pod_view
 from ember.policy import rollout
-from ember.policy.desired import desired_replicas
+from ember.policy.desired import desired_replicas, restore_available
 from ember.policy.status import replica_conditions, set_condition
 
 log = logging.getLogger("ember.reconcile")
@@ -83,7 +83,7 @@ async def reconcile(
         views,
         time.time(),
     )
-    target = executor.Target(name, ns, uid, spec)
+    target = executor.Target(name, ns, uid, spec, "restore" if restore_available(spec, prev) else "cold")
     outcomes: list[executor.Outcome] = []
     if (ns, name) not in ctx.services_ok:
         svc = await asyncio.to_thread(executor.ensure_service, ctx.api, target)

@@ -33,6 +33,7 @@ REPLICAS = Owner(
     ("Ready", "Progressing", "Degraded"),
 )
 AUTOSCALER = Owner("ember-autoscaler", ("last_decision", "autoscaler", "observed"), ("MetricsAvailable",))
+CHECKPOINT = Owner("ember-checkpoint", ("checkpoint",), ("CheckpointReady",))
 WARM_BUFFER = Owner("ember-warm-buffer", ("warm_buffer",), ("WarmBufferReady", "WarmBufferMisconfigured"))
 
 

@@ -27,6 +27,7 @@ class Target:
     namespace: str
     uid: str
     spec: InferenceServiceSpec
+    start_path: str = "cold"  # restore once a verified checkpoint exists (handlers/replicas.py)
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ def execute(api: KubeAPI, t: Target, plan: Plan, now: datetime | None = None) ->
                         Outcome("Normal", "ReplicaDraining", f"{a.name} left the Service ({a.reason})")
                     )
             elif isinstance(a, Create):
-                pod = builders.replica_pod(t.name, t.namespace, t.uid, t.spec, a.index)
+                pod = builders.replica_pod(t.name, t.namespace, t.uid, t.spec, a.index, t.start_path)
                 if api.create_pod(pod):
                     out.append(Outcome("Normal", "ReplicaCreated", f"created {pod['metadata']['name']}"))
         except Exception as e:
