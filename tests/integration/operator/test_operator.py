@@ -4,6 +4,7 @@ Ready replicas until their replacements are Ready."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -171,7 +172,8 @@ def test_rollout_replaces_every_replica_and_keeps_ready_ones_until_replacements_
 
     eventually(done, 60, every_s=0.05, what="rollout complete")
     assert min_ready >= 2, f"serving Ready replicas dropped to {min_ready} during the rollout"
-    assert "--enable-prefix-caching" in replica_pods(kube, "roll")[0].spec.containers[0].args
+    env = {e.name: e.value for e in replica_pods(kube, "roll")[0].spec.containers[0].env}
+    assert "--enable-prefix-caching" in json.loads(env["EMBER_SUPERVISOR_CONFIG_JSON"])["engine_argv"]
 
 
 def test_deleting_the_inferenceservice_removes_everything_it_owns(kube: Kube, operator: Operator) -> None:

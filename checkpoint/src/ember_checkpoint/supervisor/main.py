@@ -174,9 +174,14 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="ember-supervisor")
     p.add_argument("--config", type=Path, default=os.environ.get("EMBER_SUPERVISOR_CONFIG"))
     args = p.parse_args(argv)
-    if args.config is None:
-        p.error("--config or EMBER_SUPERVISOR_CONFIG is required")
-    raise SystemExit(run(SupervisorConfig.load(args.config)))
+    inline = os.environ.get("EMBER_SUPERVISOR_CONFIG_JSON")  # what the operator sets on replica pods
+    if args.config is not None:
+        cfg = SupervisorConfig.load(args.config)
+    elif inline:
+        cfg = SupervisorConfig.model_validate_json(inline)
+    else:
+        p.error("--config, EMBER_SUPERVISOR_CONFIG or EMBER_SUPERVISOR_CONFIG_JSON is required")
+    raise SystemExit(run(cfg))
 
 
 if __name__ == "__main__":

@@ -83,7 +83,14 @@ async def reconcile(
         views,
         time.time(),
     )
-    target = executor.Target(name, ns, uid, spec, "restore" if restore_available(spec, prev) else "cold")
+    target = executor.Target(
+        name,
+        ns,
+        uid,
+        spec,
+        "restore" if restore_available(spec, prev) else "cold",
+        ctx.settings.supervisor_port,
+    )
     outcomes: list[executor.Outcome] = []
     if (ns, name) not in ctx.services_ok:
         svc = await asyncio.to_thread(executor.ensure_service, ctx.api, target)

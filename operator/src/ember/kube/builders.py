@@ -10,6 +10,11 @@ from ember.api import labels as L
 from ember.api.v1alpha1 import API_VERSION, KIND, InferenceServiceSpec
 
 MODEL_MOUNT = "/mnt/models"
+STATE_MOUNT = "/var/lib/ember/state"  # the supervisor's emptyDir: failure file, engine log
+SUPERVISOR_PORT = 8081
+# The checkpoint identity needs a context length; "the model's own limit" (engine.maxModelLen unset) is
+# recorded as this value, so dump and restore agree without guessing the model's number.
+ENGINE_DEFAULT_MAX_LEN = 2**31 - 1
 CHECKPOINT_MOUNT = "/var/lib/ember/checkpoints"
 # vLLM needs a few seconds after SIGTERM to finish streams the Service no longer routes to; the pod
 # also waits this long before SIGTERM so endpoint removal reaches every proxy first.
@@ -81,8 +86,52 @@ def engine_args(name: str, spec: InferenceServiceSpec, model: str) -> list[str]:
     return args + list(e.args)
 
 
+def supervisor_config(name: str, spec: InferenceServiceSpec, model: str, port: int) -> dict[str, Any]:
+    """The replica supervisor's config (ember_checkpoint.supervisor.config.SupervisorConfig as JSON):
+    the engine runs through `ember_checkpoint.vllm_entry` (vLLM on the plain asyncio loop: CRIU cannot
+    dump the io_uring uvloop opens), restores come from the mounted checkpoint storage."""
+    e, cp = spec.engine, spec.checkpoint
+    restore = cp.enabled and cp.restore_policy != "Never"
+    return {
+        "engine_argv": ["python3", "-m", "ember_checkpoint.vllm_entry", *engine_args(name, spec, model)],
+        "engine_port": e.port,
+        "health_path": "/health",
+        "identity": {
+            "model_digest": f"{spec.model.uri}@{spec.model.revision}",
+            "engine_version": e.image,
+            "tensor_parallel_size": e.tensor_parallel_size,
+            "dtype": e.dtype,
+            "max_model_len": e.max_model_len or ENGINE_DEFAULT_MAX_LEN,
+        },
+        "checkpoint_dir": CHECKPOINT_MOUNT if restore else None,
+        "state_dir": STATE_MOUNT,
+        "listen_port": port,
+        "require_verified": cp.restore_policy == "IfVerified",
+        "keep_verified": cp.keep,
+        "canary": {
+            "method": "POST",
+            "path": "/v1/completions",
+            "body": json.dumps(
+                {
+                    "model": served_name(name, spec),
+                    "prompt": "Ember canary:",
+                    "max_tokens": 8,
+                    "temperature": 0,
+                }
+            ),
+            "json_field": "choices.0.text",
+        },
+    }
+
+
 def replica_pod(
-    name: str, namespace: str, uid: str, spec: InferenceServiceSpec, index: int, start_path: str = "cold"
+    name: str,
+    namespace: str,
+    uid: str,
+    spec: InferenceServiceSpec,
+    index: int,
+    start_path: str = "cold",
+    supervisor_port: int = SUPERVISOR_PORT,
 ) -> dict[str, Any]:
     model, volumes, mounts = _model_arg(spec)
     r, e = spec.resources, spec.engine
@@ -99,16 +148,26 @@ def replica_pod(
         )
         volumes.append({"name": "checkpoints", **src})
         mounts.append({"name": "checkpoints", "mountPath": CHECKPOINT_MOUNT})
+    volumes.append({"name": "state", "emptyDir": {}})
+    mounts.append({"name": "state", "mountPath": STATE_MOUNT})
     probe = {"httpGet": {"path": "/health", "port": "http"}}
+    sup = supervisor_config(name, spec, model, supervisor_port)
     container = {
         "name": "engine",
         "image": e.image,
-        "args": engine_args(name, spec, model),
-        "ports": [{"name": "http", "containerPort": e.port, "protocol": "TCP"}],
+        # PID 1 is Ember's supervisor: it restores a verified checkpoint or starts vLLM cold (falling back
+        # to cold once on any restore failure); the engine's own flags are in its config.
+        "command": ["ember-supervisor"],
+        "args": [],
+        "ports": [
+            {"name": "http", "containerPort": e.port, "protocol": "TCP"},
+            {"name": "supervisor", "containerPort": supervisor_port, "protocol": "TCP"},
+        ],
         "env": [{"name": v.name, "value": v.value} for v in e.env]
         + [
             {"name": "EMBER_INFERENCESERVICE", "value": name},
             {"name": "EMBER_START_PATH", "value": start_path},
+            {"name": "EMBER_SUPERVISOR_CONFIG_JSON", "value": json.dumps(sup, sort_keys=True)},
         ],
         "resources": {"requests": requests, "limits": limits},
         # cold starts take minutes: the startup probe allows 30 min before liveness applies

@@ -28,6 +28,7 @@ class Target:
     uid: str
     spec: InferenceServiceSpec
     start_path: str = "cold"  # restore once a verified checkpoint exists (handlers/replicas.py)
+    supervisor_port: int = builders.SUPERVISOR_PORT
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,9 @@ def execute(api: KubeAPI, t: Target, plan: Plan, now: datetime | None = None) ->
                         Outcome("Normal", "ReplicaDraining", f"{a.name} left the Service ({a.reason})")
                     )
             elif isinstance(a, Create):
-                pod = builders.replica_pod(t.name, t.namespace, t.uid, t.spec, a.index, t.start_path)
+                pod = builders.replica_pod(
+                    t.name, t.namespace, t.uid, t.spec, a.index, t.start_path, t.supervisor_port
+                )
                 if api.create_pod(pod):
                     out.append(Outcome("Normal", "ReplicaCreated", f"created {pod['metadata']['name']}"))
         except Exception as e:
