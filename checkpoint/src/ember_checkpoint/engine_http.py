@@ -7,7 +7,7 @@ import time
 
 import httpx
 
-from ember_checkpoint.manifest import Canary
+from ember_checkpoint.manifest import Canary, HttpStep
 
 
 def wait_healthy(url: str, timeout_s: float, poll_s: float = 0.05) -> float:
@@ -52,3 +52,33 @@ def run_canary(base_url: str, canary: Canary, timeout_s: float = 120.0) -> str:
     )
     r.raise_for_status()
     return canary_value(r.text, canary.json_field)
+
+
+def sleep(base_url: str, level: int, timeout_s: float = 300.0) -> float:
+    """Put a vLLM engine to sleep (needs --enable-sleep-mode and VLLM_SERVER_DEV_MODE=1); returns seconds.
+
+    Level 1 drops the KV cache and moves the weights to host memory, so a checkpoint taken now holds
+    the weights once (in host memory) and no KV cache: fewer bytes to dump, store and restore.
+    """
+    t0 = time.monotonic()
+    r = httpx.post(f"{base_url.rstrip('/')}/sleep", params={"level": str(level)}, timeout=timeout_s)
+    r.raise_for_status()
+    return time.monotonic() - t0
+
+
+def run_steps(base_url: str, steps: list[HttpStep], timeout_s: float, poll_s: float = 0.02) -> float:
+    """Make each call in order, retrying while the engine does not answer yet; returns seconds."""
+    t0 = time.monotonic()
+    for step in steps:
+        while True:
+            try:
+                r = httpx.request(step.method, base_url.rstrip("/") + step.path, timeout=timeout_s)
+                r.raise_for_status()
+                break
+            except httpx.TransportError:
+                if time.monotonic() - t0 > timeout_s:
+                    raise TimeoutError(
+                        f"{step.method} {step.path}: engine not answering after {timeout_s:.0f}s"
+                    ) from None
+                time.sleep(poll_s)
+    return time.monotonic() - t0

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
+
 from ember_checkpoint import checksum, cuda, engine_http, shm
 from ember_checkpoint.criu import (
     Criu,
@@ -35,7 +37,7 @@ from ember_checkpoint.criu import (
 )
 from ember_checkpoint.errors import DumpFailed, Reason, RestoreRefused
 from ember_checkpoint.gc import plan_gc
-from ember_checkpoint.manifest import Canary, Identity, Manifest, Sizes, Timings
+from ember_checkpoint.manifest import Canary, HttpStep, Identity, Manifest, Sizes, Timings
 from ember_checkpoint.storage import CheckpointNotFound, Storage, write_manifest_file
 
 
@@ -48,6 +50,10 @@ class DumpRequest:
     health_path: str = "/health"
     canary: Canary | None = None
     leave_running: bool = False  # a live checkpoint: the engine keeps serving afterwards
+    # vLLM sleep level to put the engine in before the GPU checkpoint (None: dump it awake). Level 1
+    # drops the KV cache and keeps one copy of the weights, in host memory: the image shrinks by the
+    # KV cache, and after the restore `POST /wake_up` copies the weights back at pinned-memory speed.
+    sleep_level: int | None = None
     timeout_s: float = 600.0
 
 
@@ -70,6 +76,12 @@ def dump(
         t0 = time.monotonic()
         quiesce()
         timings.quiesce_s = time.monotonic() - t0
+    wake: list[HttpStep] = []
+    if req.sleep_level is not None:
+        if req.engine_port is None:
+            raise DumpFailed("putting the engine to sleep needs the engine's port")
+        timings.sleep_s = engine_http.sleep(f"http://127.0.0.1:{req.engine_port}", req.sleep_level)
+        wake = [HttpStep(method="POST", path="/wake_up")]
     tree = process_tree(req.pid)
     root = parse_proc_stat(Path(f"/proc/{req.pid}/stat").read_text())
     shell_job = needs_shell_job(root, tree)
@@ -98,9 +110,12 @@ def dump(
             )
         finally:
             # The engine keeps running after a live dump or a failed one: give its GPU state back.
-            if gpu and (req.leave_running or _alive(req.pid)):
-                for p in gpu_pids:
-                    gpu.resume(p)
+            if req.leave_running or _alive(req.pid):
+                if gpu:
+                    for p in gpu_pids:
+                        gpu.resume(p)
+                if wake and req.engine_port is not None:
+                    engine_http.run_steps(f"http://127.0.0.1:{req.engine_port}", wake, req.timeout_s)
         t0 = time.monotonic()
         digest = checksum.content_checksum(staging / "images")
         timings.checksum_s = time.monotonic() - t0
@@ -118,6 +133,8 @@ def dump(
             criu_shell_job=shell_job,
             gpu_pids=gpu_pids,
             canary=canary,
+            engine_sleep_level=req.sleep_level,
+            after_restore=wake,
         )
         write_manifest_file(staging, manifest)
         storage.publish(staging, req.checkpoint_id)
@@ -188,9 +205,12 @@ def restore(
     criu = find_criu(criu_finder)
     if verify_checksum:
         t1 = time.monotonic()
-        actual = checksum.content_checksum(path / "images")
+        try:
+            same, actual = checksum.matches(path / "images", manifest.content_checksum)
+        except ValueError as e:
+            raise RestoreRefused(Reason.MANIFEST_INVALID, str(e)) from e
         phases["checksum"] = time.monotonic() - t1
-        if actual != manifest.content_checksum:
+        if not same:
             raise RestoreRefused(
                 Reason.CHECKSUM_MISMATCH, f"image is {actual}, manifest says {manifest.content_checksum}"
             )
@@ -233,13 +253,16 @@ def _after_criu_restore(
             for p in manifest.gpu_pids:
                 gpu.resume(p)
             phases["cuda_restore"] = time.monotonic() - t1
+        if manifest.after_restore and manifest.engine_port is not None:
+            base = f"http://127.0.0.1:{manifest.engine_port}"
+            phases["wake"] = engine_http.run_steps(base, manifest.after_restore, health_timeout_s)
         if manifest.engine_port is not None:
             url = f"http://127.0.0.1:{manifest.engine_port}{manifest.health_path}"
             phases["health"] = engine_http.wait_healthy(url, health_timeout_s)
     except cuda.CudaError as e:
         kill_tree(pid)
         raise RestoreRefused(Reason.CUDA_RESTORE_FAILED, str(e)) from e
-    except TimeoutError as e:
+    except (TimeoutError, httpx.HTTPStatusError) as e:
         kill_tree(pid)
         raise RestoreRefused(Reason.HEALTH_TIMEOUT, str(e)) from e
 
@@ -264,11 +287,21 @@ def kill_tree(pid: int) -> None:
 
 
 def _alive(pid: int) -> bool:
+    """Running (a zombie is not: after a successful dump CRIU kills the tree, and until its parent
+    reaps it the root answers kill(pid, 0); resuming its GPU state then fails and discards the image)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    return True
+    try:
+        return parse_state(Path(f"/proc/{pid}/stat").read_text()) not in ("Z", "X")
+    except OSError:
+        return False
+
+
+def parse_state(stat_text: str) -> str:
+    """The state letter of a /proc/PID/stat line (comm may hold spaces and parentheses)."""
+    return stat_text.rpartition(")")[2].split()[0]
 
 
 def _writable(path: Path) -> Path:

@@ -57,6 +57,7 @@ class Timings(BaseModel):
     """Seconds spent in each dump phase; the restore phases are measured by whoever restores."""
 
     quiesce_s: float = 0.0
+    sleep_s: float = 0.0
     cuda_checkpoint_s: float = 0.0
     criu_dump_s: float = 0.0
     checksum_s: float = 0.0
@@ -73,6 +74,13 @@ class Canary(BaseModel):
         default=None, description="dotted path of the compared field in a JSON answer, e.g. choices.0.text"
     )
     output: str | None = Field(default=None, description="the response body recorded at dump time")
+
+
+class HttpStep(BaseModel):
+    """One call to the engine, e.g. `POST /wake_up` after restoring an engine that was dumped asleep."""
+
+    method: Literal["GET", "POST"] = "POST"
+    path: str
 
 
 class Verification(BaseModel):
@@ -98,6 +106,15 @@ class Manifest(BaseModel):
         default_factory=list, description="pids whose CUDA state the driver checkpointed"
     )
     canary: Canary | None = None
+    engine_sleep_level: int | None = Field(
+        default=None,
+        description="vLLM sleep level the engine was put in before the dump (1: KV cache dropped, "
+        "weights in host memory), None when dumped awake",
+    )
+    after_restore: list[HttpStep] = Field(
+        default_factory=list,
+        description="engine calls made after the GPU restore and before the health wait (e.g. POST /wake_up)",
+    )
     verification: Verification = Field(default_factory=Verification)
 
     @property

@@ -1,0 +1,906 @@
+"""GPU start paths of a vLLM replica, each timed to the first generated token (issue 8).
+
+Run on the GPU machine through bench/run_gpu.sh (which unpacks the carried vLLM and CRIU first):
+    python3 bench/gpu_start_paths.py PHASE [PHASE...] --out DIR
+Phases:
+  env      versions, GPU, `criu check`
+  floor    pinned / pageable host-to-device copy of the model's bytes (the physical floor)
+  cold     vLLM OpenAI server cold starts: warm page cache (first one also fills torch.compile's
+           cache, reported apart) and cold page cache (drop_caches), phases from vLLM's log
+  sleep    vLLM sleep mode level 1 -> wake_up -> first token (in-engine reference)
+  suspend  suspended engine: cuCheckpointProcessLock/Checkpoint, then Restore/Unlock -> first token;
+           also with sleep level 1 first (KV cache dropped, weights in pinned host memory)
+  criu     Ember's checkpoint path via ember_checkpoint.lifecycle: dump, then restores from page
+           cache (and one from disk), each to the first token
+  criu-sleep  the same with the engine put to sleep (level 1) before the dump and woken after restore
+Every number goes to DIR/<phase>.json; a table is printed last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "checkpoint/src"))
+
+from ember_checkpoint import checksum, cuda, lifecycle  # noqa: E402
+from ember_checkpoint.criu import Criu, process_tree  # noqa: E402
+from ember_checkpoint.manifest import Canary, Identity  # noqa: E402
+from ember_checkpoint.storage import LocalDirStorage  # noqa: E402
+from ember_checkpoint.supervisor import procs  # noqa: E402
+
+WORK = Path(os.environ.get("EMBER_BENCH_WORK", "/tmp/ember-bench"))
+MODEL = WORK / "model"
+PORT = 8000
+BASE = f"http://127.0.0.1:{PORT}"
+PROMPT = "t1 t2 t3 t4 t5 t6 t7 t8"
+COMPLETION = {"model": "m", "prompt": PROMPT, "max_tokens": 1, "temperature": 0.0}
+CANARY_BODY = {"model": "m", "prompt": PROMPT, "max_tokens": 8, "temperature": 0.0}
+KV_BYTES = os.environ.get("EMBER_BENCH_KV", "8G")
+RUNS = int(os.environ.get("EMBER_BENCH_RUNS", "3"))
+
+# vLLM log lines that mark start-up phases (first match wins; its time since process start is kept).
+MARKERS = {
+    "first_log": r"(vLLM API server version|non-default args)",
+    "engine_core_start": r"Initializing a V1 LLM engine",
+    "weights_loaded": r"Loading weights took",
+    "model_loaded": r"Model loading took",
+    "compile_done": r"torch\.compile took|torch\.compile takes",
+    "kv_cache": r"(Available KV cache memory|GPU KV cache size)",
+    "graphs_done": r"Graph capturing finished",
+    "engine_ready": r"init engine .* took",
+    "api_ready": r"(Starting vLLM server on|Application startup complete)",
+}
+REPORTED = {  # durations vLLM reports itself
+    "load_weights_s": r"Loading weights took ([\d.]+) seconds",
+    "model_load_s": r"Model loading took [\d.]+ GiB memory and ([\d.]+) seconds",
+    "compile_s": r"torch\.compile too?k(?:es)? ([\d.]+) s in total",
+    "graph_capture_s": r"Graph capturing finished in ([\d.]+) secs",
+    "init_engine_s": r"init engine \(profile, create kv cache, warmup model\) took ([\d.]+) s",
+    "kv_cache_gib": r"Available KV cache memory: ([\d.]+) GiB",
+}
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def sh(cmd: str, timeout: float = 120) -> str:
+    p = subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=timeout, check=False)
+    return (p.stdout + p.stderr).strip()
+
+
+def drop_caches() -> bool:
+    r = subprocess.run("sync && echo 3 > /proc/sys/vm/drop_caches", shell=True, check=False)
+    return r.returncode == 0
+
+
+def summary(xs: list[float]) -> dict:
+    xs = [x for x in xs if x is not None]
+    if not xs:
+        return {"n": 0}
+    return {
+        "n": len(xs),
+        "median": round(statistics.median(xs), 3),
+        "min": round(min(xs), 3),
+        "max": round(max(xs), 3),
+        "runs": [round(x, 3) for x in xs],
+    }
+
+
+def save(out: Path, name: str, data: dict) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(data, indent=1, default=str))
+
+
+# ---------------------------------------------------------------- the engine
+
+
+def server_argv(sleep_mode: bool) -> list[str]:
+    argv = [
+        sys.executable,
+        str(REPO / "bench/vllm_asyncio_server.py"),
+        "--model",
+        str(MODEL),
+        "--served-model-name",
+        "m",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(PORT),
+        "--dtype",
+        "bfloat16",
+        "--max-model-len",
+        "4096",
+        "--kv-cache-memory-bytes",
+        KV_BYTES,
+    ]
+    if sleep_mode:
+        argv.append("--enable-sleep-mode")
+    return argv
+
+
+def server_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        UV_USE_IO_URING="0",
+        VLLM_SERVER_DEV_MODE="1",  # /sleep, /wake_up
+        VLLM_NO_USAGE_STATS="1",
+        VLLM_USE_FLASHINFER_SAMPLER="0",  # flashinfer is not carried (its wheels are GBs)
+        DO_NOT_TRACK="1",
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        PYTHONUNBUFFERED="1",
+        VLLM_LOGGING_LEVEL="INFO",
+    )
+    return env
+
+
+class LogWatch:
+    """Tails the engine's log file and stamps the first line of each marker with time since t0."""
+
+    def __init__(self, path: Path, t0: float) -> None:
+        self.path, self.t0 = path, t0
+        self.at: dict[str, float] = {}
+        self.reported: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        pos = 0
+        buf = ""
+        while not self._stop.is_set():
+            try:
+                with self.path.open("r", errors="replace") as f:
+                    f.seek(pos)
+                    chunk = f.read()
+                    pos = f.tell()
+            except OSError:
+                chunk = ""
+            if chunk:
+                now = time.monotonic() - self.t0
+                buf += chunk
+                *lines, buf = buf.split("\n")
+                for line in lines:
+                    for k, rx in MARKERS.items():
+                        if k not in self.at and re.search(rx, line):
+                            self.at[k] = round(now, 3)
+                    for k, rx in REPORTED.items():
+                        m = re.search(rx, line)
+                        if m and k not in self.reported:
+                            self.reported[k] = float(m.group(1))
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+
+
+def first_token(
+    t0: float, timeout_s: float = 600.0, poll_s: float = 0.02, pid: int | None = None
+) -> tuple[float, str]:
+    """Poll /v1/completions (max_tokens=1) until it answers; seconds since t0 and the token text."""
+    deadline = t0 + timeout_s
+    n = 0
+    with httpx.Client(timeout=60.0) as c:
+        while True:
+            try:
+                r = c.post(f"{BASE}/v1/completions", json=COMPLETION)
+                if r.status_code == 200:
+                    return time.monotonic() - t0, r.json()["choices"][0]["text"]
+            except httpx.HTTPError:
+                pass
+            n += 1
+            if pid is not None and n % 25 == 0:
+                procs.reap(None)
+                st = Path(f"/proc/{pid}/stat")
+                if not st.exists() or ") Z" in st.read_text():
+                    raise RuntimeError(f"engine {pid} exited before its first token")
+            if time.monotonic() > deadline:
+                raise TimeoutError("no first token")
+            time.sleep(poll_s)
+
+
+def greedy(max_tokens: int = 8) -> str:
+    r = httpx.post(f"{BASE}/v1/completions", json={**CANARY_BODY, "max_tokens": max_tokens}, timeout=120)
+    r.raise_for_status()
+    return r.json()["choices"][0]["text"]
+
+
+def post(path: str, timeout: float = 300) -> float:
+    t0 = time.monotonic()
+    r = httpx.post(f"{BASE}{path}", timeout=timeout)
+    r.raise_for_status()
+    return time.monotonic() - t0
+
+
+PIDS = WORK / "engines.pids"  # every engine tree we start or restore: killed at the next start
+
+
+def remember(pid: int) -> None:
+    with PIDS.open("a") as f:
+        f.write(f"{pid}\n")
+
+
+def kill_remembered() -> None:
+    """Engines run in their own session and outlive a killed benchmark: end them (ours, by pid)."""
+    if PIDS.exists():
+        for line in PIDS.read_text().split():
+            if Path(f"/proc/{line}").exists():
+                log(f"killing leftover engine tree {line}")
+                kill_all(int(line))
+        PIDS.unlink()
+
+
+def port_free() -> bool:
+    try:
+        httpx.get(f"{BASE}/health", timeout=0.5)
+    except httpx.HTTPError:
+        return True
+    return False
+
+
+class Engine:
+    def __init__(self, logfile: Path, sleep_mode: bool) -> None:
+        kill_remembered()
+        if not port_free():
+            raise RuntimeError(f"port {PORT} already answers: a stray engine would be measured")
+        logfile.parent.mkdir(parents=True, exist_ok=True)
+        logfile.unlink(missing_ok=True)
+        self.log = logfile
+        self.t0 = time.monotonic()
+        self.pid = procs.start_engine(server_argv(sleep_mode), logfile, env=server_env())
+        remember(self.pid)
+        self.watch = LogWatch(logfile, self.t0)
+
+    def wait_first_token(self, timeout_s: float = 900) -> dict:
+        try:
+            ttft, text = first_token(self.t0, timeout_s, pid=self.pid)
+        finally:
+            time.sleep(0.1)
+            self.watch.stop()
+        return {
+            "ttft_s": round(ttft, 3),
+            "token": text,
+            "markers_s": self.watch.at,
+            "vllm_reported_s": self.watch.reported,
+        }
+
+    def gpu_pids(self, drv: cuda.CudaDriver) -> list[int]:
+        return sorted(p for p in process_tree(self.pid) if drv.has_cuda_state(p))
+
+    def stop(self) -> None:
+        kill_all(self.pid)
+
+
+def kill_all(pid: int) -> None:
+    tree = process_tree(pid)
+    for p in tree:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(p, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in tree):
+        procs.reap(None)
+        time.sleep(0.05)
+    procs.reap(None)
+    wait_port_free()
+    wait_gpu_free()
+
+
+def wait_port_free(timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"{BASE}/health", timeout=0.5)
+        except httpx.HTTPError:
+            return
+        time.sleep(0.1)
+
+
+def gpu_used_mib() -> int:
+    out = sh("nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits")
+    try:
+        return int(out.splitlines()[0])
+    except (ValueError, IndexError):
+        return -1
+
+
+def wait_gpu_free(timeout_s: float = 30, below_mib: int = 2000) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and gpu_used_mib() > below_mib:
+        time.sleep(0.2)
+
+
+def tree_rss_bytes(pid: int) -> int:
+    total = 0
+    for p in process_tree(pid):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+    return total
+
+
+# ---------------------------------------------------------------- phases
+
+
+def phase_env(out: Path) -> dict:
+    import torch
+
+    d: dict = {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "nvidia_smi": sh(
+            "nvidia-smi --query-gpu=name,driver_version,memory.total,pcie.link.gen.current,pcie.link.width.current --format=csv"
+        ),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "python": sys.version.split()[0],
+        "kernel": os.uname().release,
+        "cpus": os.cpu_count(),
+        "mem": sh("free -g | head -2"),
+        "disk": sh(f"df -h {WORK} | tail -1"),
+    }
+    try:
+        import vllm
+
+        d["vllm"] = vllm.__version__
+    except Exception as e:  # noqa: BLE001
+        d["vllm"] = f"import failed: {e!r}"
+    try:
+        criu = Criu.find()
+        d["criu"] = criu.version_str
+        c = criu.check()
+        d["criu_check"] = (c.returncode, (c.stdout + c.stderr)[-1500:])
+    except Exception as e:  # noqa: BLE001
+        d["criu"] = f"failed: {e!r}"
+    drv = cuda.load()
+    d["cuda_driver_api"] = drv.info().__dict__ if drv else None
+    save(out, "env", d)
+    return d
+
+
+def phase_floor(out: Path) -> dict:
+    import torch
+
+    info = json.loads((MODEL / ".complete").read_text())
+    n = info["files_bytes"]
+    res: dict = {"bytes": n}
+    dev = torch.empty(n, dtype=torch.uint8, device="cuda")
+    for kind in ("pinned", "pageable"):
+        host = torch.empty(n, dtype=torch.uint8, pin_memory=(kind == "pinned"))
+        host.fill_(1)
+        times = []
+        for _ in range(RUNS + 1):
+            torch.cuda.synchronize()
+            t0 = time.monotonic()
+            dev.copy_(host, non_blocking=(kind == "pinned"))
+            torch.cuda.synchronize()
+            times.append(time.monotonic() - t0)
+        times = times[1:]  # the first includes first-touch costs
+        res[f"h2d_{kind}"] = summary(times) | {"GBps_median": round(n / statistics.median(times) / 1e9, 2)}
+        if kind == "pinned":
+            t = []
+            for _ in range(RUNS):
+                torch.cuda.synchronize()
+                t0 = time.monotonic()
+                host.copy_(dev, non_blocking=True)
+                torch.cuda.synchronize()
+                t.append(time.monotonic() - t0)
+            res["d2h_pinned"] = summary(t) | {"GBps_median": round(n / statistics.median(t) / 1e9, 2)}
+            t0 = time.monotonic()
+            h2 = torch.empty(n, dtype=torch.uint8, pin_memory=True)
+            res["pin_alloc_s"] = round(time.monotonic() - t0, 3)
+            del h2
+        del host
+    # reading the weights from page cache and from disk (the storage floor)
+    files = sorted(MODEL.glob("*.safetensors"))
+    for label, drop in (("page_cache", False), ("disk", True)):
+        if drop and not drop_caches():
+            continue
+        if not drop:
+            for f in files:  # make sure they are cached
+                sh(f"cat {f} > /dev/null", 300)
+        t0 = time.monotonic()
+        for f in files:
+            sh(f"cat {f} > /dev/null", 300)
+        dt = time.monotonic() - t0
+        res[f"read_{label}"] = {"s": round(dt, 3), "GBps": round(n / dt / 1e9, 2)}
+    del dev
+    torch.cuda.empty_cache()
+    save(out, "floor", res)
+    return res
+
+
+def phase_cold(out: Path) -> dict:
+    res: dict = {"kv_cache_bytes": KV_BYTES, "runs": []}
+    kinds = (
+        ["first"]
+        + ["warm"] * RUNS
+        + (["cold_cache"] if os.environ.get("EMBER_BENCH_COLD", "1") == "1" else [])
+    )
+    for i, kind in enumerate(kinds):
+        if kind == "cold_cache":
+            res["drop_caches_ok"] = drop_caches()
+        e = Engine(WORK / f"logs/cold-{i}.log", sleep_mode=False)
+        try:
+            r = e.wait_first_token()
+            r["kind"] = kind
+            r["gpu_used_mib"] = gpu_used_mib()
+            res["runs"].append(r)
+            log(f"cold {kind}: ttft {r['ttft_s']} s  {r['vllm_reported_s']}")
+            if i == 0:
+                res["greedy"] = greedy()
+        except Exception as ex:  # noqa: BLE001
+            res["runs"].append({"kind": kind, "error": repr(ex), "log_tail": sh(f"tail -40 {e.log}")})
+            log(f"cold {kind} FAILED: {ex!r}\n{sh(f'tail -60 {e.log}')}")
+            e.stop()
+            break
+        finally:
+            e.stop()
+    for kind in ("first", "warm", "cold_cache"):
+        res[kind] = summary([r["ttft_s"] for r in res["runs"] if r.get("kind") == kind and "ttft_s" in r])
+    save(out, "cold", res)
+    return res
+
+
+def _suspend_cycle(drv: cuda.CudaDriver, pids: list[int], sleep_first: bool) -> dict:
+    r: dict = {}
+    if sleep_first:
+        r["sleep_s"] = round(post("/sleep?level=1"), 3)
+        r["gpu_mib_asleep"] = gpu_used_mib()
+    t0 = time.monotonic()
+    for p in pids:
+        drv.suspend(p)
+    r["suspend_s"] = round(time.monotonic() - t0, 3)
+    r["gpu_mib_suspended"] = gpu_used_mib()
+    t0 = time.monotonic()
+    for p in pids:
+        drv.resume(p)
+    r["resume_s"] = round(time.monotonic() - t0, 3)
+    if sleep_first:
+        r["wake_s"] = round(post("/wake_up"), 3)
+    ttft, _ = first_token(t0)
+    r["ttft_s"] = round(ttft, 3)
+    return r
+
+
+def phase_sleep_suspend(out: Path, do_sleep: bool, do_suspend: bool) -> dict:
+    """One engine with sleep mode enabled: sleep/wake cycles, suspend cycles, suspend-after-sleep."""
+    res: dict = {}
+    drv = cuda.load()
+    e = Engine(WORK / "logs/sleep-engine.log", sleep_mode=True)
+    try:
+        res["start"] = e.wait_first_token()
+        res["greedy_before"] = greedy()
+        res["gpu_mib_awake"] = gpu_used_mib()
+        if do_sleep:
+            runs = []
+            for _ in range(RUNS):
+                r = {"sleep_s": round(post("/sleep?level=1"), 3), "gpu_mib_asleep": gpu_used_mib()}
+                t0 = time.monotonic()
+                post("/wake_up")
+                r["wake_s"] = round(time.monotonic() - t0, 3)
+                r["ttft_s"] = round(first_token(t0)[0], 3)
+                runs.append(r)
+                log(f"sleep: {r}")
+            res["sleep_l1"] = {"runs": runs, "ttft": summary([r["ttft_s"] for r in runs])}
+            res["greedy_after_sleep"] = greedy()
+        if do_suspend and drv:
+            pids = e.gpu_pids(drv)
+            res["gpu_pids"] = pids
+            for label, sleep_first in (("suspend", False), ("suspend_after_sleep_l1", True)):
+                runs = []
+                for _ in range(RUNS):
+                    r = _suspend_cycle(drv, pids, sleep_first)
+                    runs.append(r)
+                    log(f"{label}: {r}")
+                res[label] = {
+                    "runs": runs,
+                    "ttft": summary([r["ttft_s"] for r in runs]),
+                    "suspend": summary([r["suspend_s"] for r in runs]),
+                    "resume": summary([r["resume_s"] for r in runs]),
+                }
+            res["greedy_after_suspend"] = greedy()
+            res["greedy_identical"] = res["greedy_after_suspend"] == res["greedy_before"]
+    except Exception as ex:  # noqa: BLE001
+        res["error"] = repr(ex)
+        log(f"sleep/suspend FAILED: {ex!r}\n{sh(f'tail -60 {e.log}')}")
+    finally:
+        e.stop()
+    save(out, "sleep_suspend", res)
+    return res
+
+
+def identity(criu: Criu, drv: cuda.CudaDriver | None) -> Identity:
+    info = drv.info() if drv else None
+    import vllm
+
+    return Identity(
+        model_digest="sha256:random-llama3-8b-shape-seed0",
+        engine_version=f"vllm {vllm.__version__}",
+        criu_version=criu.version_str,
+        cuda_driver_version=info.driver_version if info else None,
+        gpu_model=info.gpu_model if info else None,
+        dtype="bfloat16",
+        max_model_len=4096,
+    )
+
+
+def phase_criu(out: Path, sleep_level: int | None) -> dict:
+    name = "criu" if sleep_level is None else f"criu_sleep{sleep_level}"
+    res: dict = {"sleep_level": sleep_level, "kv_cache_bytes": KV_BYTES}
+    drv = cuda.load()
+    criu = Criu.find()
+    ident = identity(criu, drv)
+    store_root = WORK / "ckpt"
+    sh(f"rm -rf {store_root}")
+    storage = LocalDirStorage(store_root)
+    e = Engine(WORK / f"logs/{name}-engine.log", sleep_mode=sleep_level is not None)
+    canary = Canary(
+        method="POST", path="/v1/completions", body=json.dumps(CANARY_BODY), json_field="choices.0.text"
+    )
+    restored_pid = None
+    try:
+        res["start"] = e.wait_first_token()
+        res["gpu_mib_before_dump"] = gpu_used_mib()
+        res["tree_rss_before_dump"] = tree_rss_bytes(e.pid)
+        req = lifecycle.DumpRequest(
+            pid=e.pid,
+            checkpoint_id=name.replace("_", "-"),
+            identity=ident,
+            engine_port=PORT,
+            canary=canary,
+            sleep_level=sleep_level,
+        )
+        t0 = time.monotonic()
+        m = lifecycle.dump(req, storage, criu, drv)
+        res["dump_wall_s"] = round(time.monotonic() - t0, 3)
+        res["manifest"] = json.loads(m.to_json())
+        log(
+            f"{name} dump: {res['dump_wall_s']} s, image {m.sizes.image_bytes / 1e9:.2f} GB, timings {m.timings}"
+        )
+        procs.reap(None)
+        wait_port_free()
+        wait_gpu_free()
+        res["image_files"] = sh(f"ls -la {storage.get(req.checkpoint_id)}/images | sort -k5 -n -r | head -8")
+        runs = []
+        modes = ["page_cache"] * RUNS + (["disk"] if os.environ.get("EMBER_BENCH_COLD", "1") == "1" else [])
+        for mode in modes:
+            if mode == "disk":
+                res["drop_caches_ok"] = drop_caches()
+            t0 = time.monotonic()
+            rr = lifecycle.restore(
+                req.checkpoint_id, storage, ident, gpu=drv, require_verified=False, verify_checksum=True
+            )
+            restored_pid = rr.pid
+            ttft, _ = first_token(t0)
+            r = {
+                "mode": mode,
+                "ttft_s": round(ttft, 3),
+                "phases_s": {k: round(v, 3) for k, v in rr.phases_s.items()},
+            }
+            r["canary_ok"] = greedy() == m.canary.output if m.canary else None
+            runs.append(r)
+            log(f"{name} restore ({mode}): {r}")
+            kill_all(restored_pid)
+            restored_pid = None
+        res["runs"] = runs
+        res["ttft_page_cache"] = summary([r["ttft_s"] for r in runs if r["mode"] == "page_cache"])
+        res["ttft_disk"] = summary([r["ttft_s"] for r in runs if r["mode"] == "disk"])
+        for ph in ("checksum", "criu_restore", "cuda_restore", "wake", "health"):
+            res[f"{ph}_page_cache"] = summary(
+                [r["phases_s"].get(ph) for r in runs if r["mode"] == "page_cache"]
+            )
+    except Exception as ex:  # noqa: BLE001
+        res["error"] = repr(ex)[:4000]
+        log(f"{name} FAILED: {ex!r}")
+        for lf in sorted((store_root).rglob("*.log")):
+            res.setdefault("criu_logs", {})[str(lf)] = sh(f"grep -E 'Error|Warn|fail' {lf} | tail -30")
+    finally:
+        e.stop()
+        if restored_pid:
+            kill_all(restored_pid)
+        sh(f"rm -rf {store_root}")
+    save(out, name, res)
+    return res
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:120]
+    except OSError:
+        return "?"
+
+
+def _restores(
+    name: str, storage: LocalDirStorage, cid: str, ident: Identity, canary_out: str | None, keep_last: bool
+) -> tuple[list, int | None]:
+    runs, kept = [], None
+    modes = ["page_cache"] * RUNS + (["disk"] if os.environ.get("EMBER_BENCH_COLD", "1") == "1" else [])
+    if keep_last:
+        modes = modes[:RUNS]
+    for i, mode in enumerate(modes):
+        if not port_free():
+            raise RuntimeError("port busy before restore")
+        if mode == "disk":
+            drop_caches()
+        t0 = time.monotonic()
+        rr = lifecycle.restore(
+            cid, storage, ident, gpu=cuda.load(), require_verified=False, verify_checksum=True
+        )
+        remember(rr.pid)
+        ttft, _ = first_token(t0)
+        r = {
+            "mode": mode,
+            "ttft_s": round(ttft, 3),
+            "phases_s": {k: round(v, 3) for k, v in rr.phases_s.items()},
+        }
+        r["gpu_mib"] = gpu_used_mib()
+        r["canary_ok"] = greedy() == canary_out
+        runs.append(r)
+        log(f"{name} restore ({mode}): {r}")
+        if keep_last and i == len(modes) - 1:
+            kept = rr.pid
+        else:
+            kill_all(rr.pid)
+    return runs, kept
+
+
+def _summarise(res: dict, runs: list) -> None:
+    res["runs"] = runs
+    res["ttft_page_cache"] = summary([r["ttft_s"] for r in runs if r["mode"] == "page_cache"])
+    res["ttft_disk"] = summary([r["ttft_s"] for r in runs if r["mode"] == "disk"])
+    for ph in ("checksum", "criu_restore", "cuda_restore", "wake", "health", "total"):
+        res[f"{ph}_page_cache"] = summary([r["phases_s"].get(ph) for r in runs if r["mode"] == "page_cache"])
+        res[f"{ph}_disk"] = summary([r["phases_s"].get(ph) for r in runs if r["mode"] == "disk"])
+
+
+def _dump(name: str, pid: int, storage: LocalDirStorage, ident: Identity, sleep_level: int | None) -> dict:
+    canary = Canary(
+        method="POST", path="/v1/completions", body=json.dumps(CANARY_BODY), json_field="choices.0.text"
+    )
+    res: dict = {"gpu_mib_before_dump": gpu_used_mib(), "tree_rss_before_dump": tree_rss_bytes(pid)}
+    res["tree"] = {p: cmdline(p) for p in sorted(process_tree(pid))}
+    import shutil
+
+    def keep_logs_then_remove(path: Path) -> None:  # a failed dump's CRIU log is the evidence
+        with contextlib.suppress(OSError):
+            shutil.copytree(path / "logs", WORK / "criu-failed", dirs_exist_ok=True)
+        shutil.rmtree(path, ignore_errors=True)
+
+    lifecycle._remove_tree = keep_logs_then_remove
+    req = lifecycle.DumpRequest(
+        pid=pid, checkpoint_id=name, identity=ident, engine_port=PORT, canary=canary, sleep_level=sleep_level
+    )
+    t0 = time.monotonic()
+    m = lifecycle.dump(req, storage, Criu.find(), cuda.load())
+    res["dump_wall_s"] = round(time.monotonic() - t0, 3)
+    res["manifest"] = json.loads(m.to_json())
+    res["image_files"] = sh(f"ls -la {storage.get(name)}/images | sort -k5 -n -r | head -8")
+    log(
+        f"{name} dump: {res['dump_wall_s']} s, image {m.sizes.image_bytes / 1e9:.2f} GB, gpu pids {m.gpu_pids}, {m.timings}"
+    )
+    procs.reap(None)
+    wait_port_free()
+    wait_gpu_free()
+    return res
+
+
+def phase_chain1(out: Path) -> dict:
+    """One sleep-mode engine: suspend cycles, then Ember's dump awake and restores from it; the last
+    restored engine is left running (own session) for chain2."""
+    res: dict = {"kv_cache_bytes": KV_BYTES}
+    drv = cuda.load()
+    criu = Criu.find()
+    ident = identity(criu, drv)
+    store_root = WORK / "ckpt"
+    sh(f"rm -rf {store_root}")
+    storage = LocalDirStorage(store_root)
+    e = Engine(WORK / "logs/chain-engine.log", sleep_mode=True)
+    try:
+        res["start"] = e.wait_first_token()
+        log(f"chain engine up: {res['start']['ttft_s']} s {res['start']['vllm_reported_s']}")
+        res["greedy_before"] = greedy()
+        res["gpu_mib_awake"] = gpu_used_mib()
+        pids = e.gpu_pids(drv)
+        res["gpu_pids"] = {p: cmdline(p) for p in pids}
+        cycles = (
+            ()
+            if os.environ.get("EMBER_BENCH_SKIP_SUSPEND") == "1"
+            else (("suspend", False), ("suspend_after_sleep_l1", True))
+        )
+        for label, sleep_first in cycles:
+            runs = []
+            for _ in range(RUNS):
+                r = _suspend_cycle(drv, pids, sleep_first)
+                runs.append(r)
+                log(f"{label}: {r}")
+            res[label] = {
+                "runs": runs,
+                "ttft": summary([r["ttft_s"] for r in runs]),
+                "suspend": summary([r["suspend_s"] for r in runs]),
+                "resume": summary([r["resume_s"] for r in runs]),
+            }
+            save(out, "chain1", res)
+        res["greedy_after_suspend"] = greedy()
+        res["greedy_identical"] = res["greedy_after_suspend"] == res["greedy_before"]
+        res["dump"] = _dump("awake", e.pid, storage, ident, None)
+        images = storage.get("awake") / "images"
+        for scheme in os.environ.get("EMBER_BENCH_CHECKSUMS", "sha256,sha256-seg").split(","):
+            t0 = time.monotonic()
+            checksum.content_checksum(images, scheme)
+            res[f"checksum_{scheme}_s"] = round(time.monotonic() - t0, 3)
+        log(f"checksums: {[(k, v) for k, v in res.items() if k.startswith('checksum_')]}")
+        save(out, "chain1", res)
+        runs, kept = _restores(
+            "awake", storage, "awake", ident, res["dump"]["manifest"]["canary"]["output"], keep_last=True
+        )
+        _summarise(res, runs)
+        res["kept_pid"] = kept
+        (WORK / "chain.json").write_text(json.dumps({"pid": kept}))
+        PIDS.unlink(missing_ok=True)  # the kept engine must survive this call
+    except Exception:  # noqa: BLE001
+        import traceback
+
+        res["error"] = traceback.format_exc()[-3000:]
+        log(f"chain1 FAILED: {res['error']}")
+        for lf in sorted((WORK / "criu-failed").glob("*.log")):
+            res.setdefault("criu_failed_log", {})[lf.name] = sh(
+                f"grep -n -E 'Error|Warn|cuda|fail' {lf} | tail -40; tail -15 {lf}"
+            )
+            print(res["criu_failed_log"][lf.name])
+        for lf in sorted(store_root.rglob("*.log")):
+            res.setdefault("criu_logs", {})[str(lf)] = sh(f"grep -E 'Error|Warn' {lf} | tail -30")
+    save(out, "chain1", res)
+    return res
+
+
+def phase_chain2(out: Path) -> dict:
+    """The engine chain1 left running (itself restored): put to sleep (level 1), dumped, restored."""
+    res: dict = {"sleep_level": 1}
+    drv = cuda.load()
+    ident = identity(Criu.find(), drv)
+    store_root = WORK / "ckpt"
+    storage = LocalDirStorage(store_root)
+    pid = json.loads((WORK / "chain.json").read_text())["pid"]
+    try:
+        res["alive_ttft_s"] = round(first_token(time.monotonic(), 30)[0], 3)
+        with contextlib.suppress(Exception):
+            storage.delete("awake")
+        res["dump"] = _dump("asleep", pid, storage, ident, 1)
+        runs, _ = _restores(
+            "asleep", storage, "asleep", ident, res["dump"]["manifest"]["canary"]["output"], keep_last=False
+        )
+        _summarise(res, runs)
+    except Exception:  # noqa: BLE001
+        import traceback
+
+        res["error"] = traceback.format_exc()[-3000:]
+        log(f"chain2 FAILED: {res['error']}")
+        for lf in sorted(store_root.rglob("*.log")):
+            res.setdefault("criu_logs", {})[str(lf)] = sh(f"grep -E 'Error|Warn' {lf} | tail -30")
+    finally:
+        kill_remembered()
+        with contextlib.suppress(Exception):
+            kill_all(pid)
+    save(out, "chain2", res)
+    return res
+
+
+# ---------------------------------------------------------------- table
+
+
+def table(out: Path) -> str:
+    rows = []
+
+    def get(name: str) -> dict:
+        p = out / f"{name}.json"
+        return json.loads(p.read_text()) if p.exists() else {}
+
+    def fmt(s: dict | None) -> str:
+        if not s or not s.get("n"):
+            return "-"
+        return f"{s['median']:.2f} [{s['min']:.2f}-{s['max']:.2f}] n={s['n']}"
+
+    c = get("cold")
+    rows += [
+        ("cold, first (empty compile cache)", fmt(c.get("first"))),
+        ("cold, warm page cache", fmt(c.get("warm"))),
+        ("cold, dropped page cache", fmt(c.get("cold_cache"))),
+    ]
+    s = get("sleep_suspend")
+    rows += [
+        ("sleep L1 -> wake", fmt(s.get("sleep_l1", {}).get("ttft"))),
+        ("suspended engine", fmt(s.get("suspend", {}).get("ttft"))),
+        ("suspended after sleep L1", fmt(s.get("suspend_after_sleep_l1", {}).get("ttft"))),
+    ]
+    for n in ("criu", "criu_sleep1"):
+        x = get(n)
+        if x:
+            gb = x.get("manifest", {}).get("sizes", {}).get("image_bytes", 0) / 1e9
+            rows += [
+                (f"{n} restore, page cache ({gb:.1f} GB)", fmt(x.get("ttft_page_cache"))),
+                (f"{n} restore, disk", fmt(x.get("ttft_disk"))),
+            ]
+    c1, c2 = get("chain1"), get("chain2")
+    rows += [
+        ("chain: suspended engine", fmt(c1.get("suspend", {}).get("ttft"))),
+        ("chain: suspended after sleep L1", fmt(c1.get("suspend_after_sleep_l1", {}).get("ttft"))),
+    ]
+    for label, x in (("ember restore, awake image", c1), ("ember restore, asleep (L1) image", c2)):
+        if x.get("dump"):
+            gb = x["dump"]["manifest"]["sizes"]["image_bytes"] / 1e9
+            rows += [
+                (f"{label} ({gb:.1f} GB), page cache", fmt(x.get("ttft_page_cache"))),
+                (f"{label}, disk", fmt(x.get("ttft_disk"))),
+            ]
+    f = get("floor")
+    if f:
+        rows.append(("floor: pinned H2D of weights", fmt(f.get("h2d_pinned"))))
+    w = max(len(r[0]) for r in rows)
+    text = "\n".join(f"{a:<{w}}  {b}" for a, b in rows)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "table.txt").write_text(text + "\n")
+    return text
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("phases", nargs="+")
+    ap.add_argument("--out", type=Path, default=WORK / "results")
+    a = ap.parse_args()
+    procs.become_subreaper()  # CRIU's `restore -d` trees reparent to us
+    # The EngineCore holds a loopback TCP connection to its own torch.distributed store; CRIU locks
+    # established connections with iptables, which the GPU machine lacks: `--network-lock skip`
+    # (nothing outside the VM talks to the engine while it is frozen).
+    extra = os.environ.get("EMBER_BENCH_CRIU_EXTRA", "--network-lock skip").split()
+    if extra:
+        import ember_checkpoint.criu as criu_mod
+
+        criu_mod.COMMON_FLAGS = (*criu_mod.COMMON_FLAGS, *extra)
+    for ph in a.phases:
+        t0 = time.monotonic()
+        log(f"=== phase {ph}")
+        try:
+            if ph == "env":
+                print(json.dumps(phase_env(a.out), indent=1, default=str))
+            elif ph == "floor":
+                print(json.dumps(phase_floor(a.out), indent=1))
+            elif ph == "cold":
+                phase_cold(a.out)
+            elif ph == "sleep":
+                phase_sleep_suspend(a.out, True, True)
+            elif ph == "criu":
+                phase_criu(a.out, None)
+            elif ph == "criu-sleep":
+                phase_criu(a.out, 1)
+            elif ph == "chain1":
+                phase_chain1(a.out)
+            elif ph == "chain2":
+                phase_chain2(a.out)
+            elif ph == "cleanup":
+                kill_remembered()
+            else:
+                raise SystemExit(f"unknown phase {ph}")
+        except Exception as ex:  # noqa: BLE001
+            log(f"phase {ph} raised {ex!r}")
+        log(f"=== phase {ph} done in {time.monotonic() - t0:.1f} s")
+    print(table(a.out))
+
+
+if __name__ == "__main__":
+    main()
