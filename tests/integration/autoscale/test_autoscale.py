@@ -33,9 +33,15 @@ def autoscaled(name: str, **scaling: Any) -> dict[str, Any]:
             "resources": {"gpu": 1, "cpu": "1", "memory": "1Gi"},
             "slo": {"archetype": "interactive"},
             "scaling": {
-                "minReplicas": 1, "maxReplicas": 6, "decisionIntervalSeconds": 1, "stableWindowSeconds": 12,
-                "panicWindowSeconds": 4, "scaleDownDelaySeconds": 8, "drainTimeoutSeconds": 2,
-                "maxScaleDownStep": 2, **scaling,
+                "minReplicas": 1,
+                "maxReplicas": 6,
+                "decisionIntervalSeconds": 1,
+                "stableWindowSeconds": 12,
+                "panicWindowSeconds": 4,
+                "scaleDownDelaySeconds": 8,
+                "drainTimeoutSeconds": 2,
+                "maxScaleDownStep": 2,
+                **scaling,
             },
             "podMetadata": {"annotations": {"sim.ember.dev/ready-after": "2s"}},
         },
@@ -47,15 +53,40 @@ class Stack:
         self.sd, self.status = workdir / "targets.json", workdir / "sim-status.json"
         self.sd.write_text("[]")
         self.prom = Prometheus(workdir / "prom", file_sd={"vllm": [self.sd]}, scrape_interval_s=1.0).start()
-        self.op = Operator(cluster, workdir / "operator.log", EMBER_PROMETHEUS_URL=self.prom.url,
-                           EMBER_COLD_START_SECONDS="2", EMBER_METRICS_LAG_SECONDS="2").start()
+        self.op = Operator(
+            cluster,
+            workdir / "operator.log",
+            EMBER_PROMETHEUS_URL=self.prom.url,
+            EMBER_COLD_START_SECONDS="2",
+            EMBER_METRICS_LAG_SECONDS="2",
+        ).start()
         self.op.wait_healthy()
         kube.kubectl("apply", "-f", "-", input=yaml.safe_dump(autoscaled(name)))
         self.sim = subprocess.Popen(
-            [sys.executable, "-m", "ember_sim.cli", "live", "--synthetic", load, "--prompt-tokens", "256",
-             "--output-tokens", "96", "--kubeconfig", str(cluster.kubeconfig), "--namespace", kube.ns,
-             "--name", name, "--targets-file", str(self.sd), "--status-file", str(self.status)],
-            stdout=(workdir / "sim.log").open("wb"), stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "ember_sim.cli",
+                "live",
+                "--synthetic",
+                load,
+                "--prompt-tokens",
+                "256",
+                "--output-tokens",
+                "96",
+                "--kubeconfig",
+                str(cluster.kubeconfig),
+                "--namespace",
+                kube.ns,
+                "--name",
+                name,
+                "--targets-file",
+                str(self.sd),
+                "--status-file",
+                str(self.status),
+            ],
+            stdout=(workdir / "sim.log").open("wb"),
+            stderr=subprocess.STDOUT,
         )
 
     def sim_status(self) -> dict[str, Any]:
@@ -88,23 +119,39 @@ def decision(kube: Kube, name: str) -> dict[str, Any]:
     return get_isvc(kube, name).get("status", {}).get("lastDecision") or {}
 
 
-def test_load_step_scales_up_then_down_after_the_delay_then_to_zero_when_allowed(kube: Kube, stack: Stack) -> None:
-    eventually(lambda: len([p for p in replica_pods(kube, "auto") if kube.pod_ready(p)]) == 1, 30, what="1 ready")
-    eventually(lambda: (condition(kube, "auto", "MetricsAvailable") or {}).get("status") == "True", 30,
-               what="metrics flowing")
+def test_load_step_scales_up_then_down_after_the_delay_then_to_zero_when_allowed(
+    kube: Kube, stack: Stack
+) -> None:
+    eventually(
+        lambda: len([p for p in replica_pods(kube, "auto") if kube.pod_ready(p)]) == 1, 30, what="1 ready"
+    )
+    eventually(
+        lambda: (condition(kube, "auto", "MetricsAvailable") or {}).get("status") == "True",
+        30,
+        what="metrics flowing",
+    )
 
     # the step: 60 req/s needs several replicas
-    peak = eventually(lambda: (d := decision(kube, "auto")).get("desiredReplicas", 0) >= 3 and d, 45,
-                      what="scale-up decision")
+    peak = eventually(
+        lambda: (d := decision(kube, "auto")).get("desiredReplicas", 0) >= 3 and d,
+        45,
+        what="scale-up decision",
+    )
     assert peak["reason"] in {"DemandRising", "Panic", "SLOBreached", "QueueBuilding", "AtMax"}, peak
     assert peak["inputs"].get("qps") is not None and peak["inputs"].get("queue") is not None, peak["inputs"]
-    eventually(lambda: get_isvc(kube, "auto")["status"].get("readyReplicas", 0) >= 3, 30, what="replicas ready")
+    eventually(
+        lambda: get_isvc(kube, "auto")["status"].get("readyReplicas", 0) >= 3, 30, what="replicas ready"
+    )
     reasons = {e.reason for e in kube.core.list_namespaced_event(kube.ns).items}
     assert "ScalingDecision" in reasons
 
     # load gone: down to minReplicas after the delay, never below
-    eventually(lambda: stack.sim_status().get("trace_done") or stack.sim_status().get("submitted", 0) > 2000,
-               60, 1, what="load over")
+    eventually(
+        lambda: stack.sim_status().get("trace_done") or stack.sim_status().get("submitted", 0) > 2000,
+        60,
+        1,
+        what="load over",
+    )
     t_gone = time.monotonic()
     eventually(lambda: get_isvc(kube, "auto")["status"].get("desiredReplicas") == 1, 60, what="scaled down")
     assert time.monotonic() - t_gone >= 4, "scale-down must wait for the delay"
@@ -116,7 +163,9 @@ def test_load_step_scales_up_then_down_after_the_delay_then_to_zero_when_allowed
 
     # allowed to reach zero: minReplicas 0 and an idle delay
     patch_spec(kube, "auto", {"scaling": {"minReplicas": 0, "scaleToZeroAfterSeconds": 3}})
-    eventually(lambda: get_isvc(kube, "auto")["status"].get("desiredReplicas") == 0, 45, what="scaled to zero")
+    eventually(
+        lambda: get_isvc(kube, "auto")["status"].get("desiredReplicas") == 0, 45, what="scaled to zero"
+    )
     eventually(lambda: not replica_pods(kube, "auto", include_terminating=True), 30, what="no pods")
 
 
@@ -125,8 +174,11 @@ def test_prometheus_gone_holds_the_count_and_sets_metrics_unavailable(kube: Kube
     patch_spec(kube, "auto", {"scaling": {"minReplicas": 2}})
     eventually(lambda: get_isvc(kube, "auto")["status"].get("readyReplicas") == 2, 30, what="2 ready")
     stack.prom.stop()
-    eventually(lambda: (condition(kube, "auto", "MetricsAvailable") or {}).get("status") == "False", 20,
-               what="MetricsAvailable=False")
+    eventually(
+        lambda: (condition(kube, "auto", "MetricsAvailable") or {}).get("status") == "False",
+        20,
+        what="MetricsAvailable=False",
+    )
     assert decision(kube, "auto")["reason"] == "MetricsUnavailable"
     for _ in range(10):  # the count holds while blind, through the load step
         assert get_isvc(kube, "auto")["status"]["desiredReplicas"] == 2
