@@ -12,10 +12,9 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import ValidationError
-
 from ember.api.v1alpha1 import Decision, InferenceServiceSpec, InferenceServiceStatus, Observed
 from ember.handlers.context import OperatorContext
+from ember.handlers.objects import parse
 from ember.handlers.replicas import Emit, kopf_emit
 from ember.handlers.status_writer import AUTOSCALER, apply_owned
 from ember.kube.views import pod_view
@@ -44,14 +43,10 @@ async def autoscale_step(
     ctx: OperatorContext, body: Mapping[str, Any], pods: Iterable[Mapping[str, Any]], emit: Emit = kopf_emit
 ) -> InferenceServiceStatus | None:
     """Returns the status it wrote (None when no decision was due), for the rest of the pass."""
-    meta = body["metadata"]
-    ns, name, gen = meta["namespace"], meta["name"], meta.get("generation")
-    key = (ns, name)
-    try:
-        spec = InferenceServiceSpec.model_validate(body.get("spec") or {})
-        prev = InferenceServiceStatus.model_validate(body.get("status") or {})
-    except ValidationError:
-        return None  # the replica reconcile reports an invalid spec
+    obj = parse(body)
+    if obj is None:
+        return None
+    ns, name, gen, key, spec, prev = obj.ns, obj.name, obj.generation, obj.key, obj.spec, obj.status
     now = time.time()
     if now - ctx.last_decision.get(key, 0.0) < spec.scaling.decision_interval_seconds:
         return None

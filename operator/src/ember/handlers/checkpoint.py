@@ -13,10 +13,9 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import ValidationError
-
-from ember.api.v1alpha1 import InferenceServiceSpec, InferenceServiceStatus
+from ember.api.v1alpha1 import InferenceServiceSpec
 from ember.handlers.context import OperatorContext
+from ember.handlers.objects import parse
 from ember.handlers.replicas import Emit, kopf_emit
 from ember.handlers.status_writer import CHECKPOINT, apply_owned
 from ember.kube.views import pod_view
@@ -47,14 +46,10 @@ def _candidate(pods: Iterable[Mapping[str, Any]]) -> tuple[str, str] | None:
 async def checkpoint_step(
     ctx: OperatorContext, body: Mapping[str, Any], pods: Iterable[Mapping[str, Any]], emit: Emit = kopf_emit
 ) -> None:
-    meta = body["metadata"]
-    ns, name, gen = meta["namespace"], meta["name"], meta.get("generation")
-    key = (ns, name)
-    try:
-        spec = InferenceServiceSpec.model_validate(body.get("spec") or {})
-        prev = InferenceServiceStatus.model_validate(body.get("status") or {})
-    except ValidationError:
+    obj = parse(body)
+    if obj is None:
         return
+    ns, name, gen, key, spec, prev = obj.ns, obj.name, obj.generation, obj.key, obj.spec, obj.status
     if not spec.checkpoint.enabled or spec.checkpoint.restore_policy == "Never":
         return
     if prev.checkpoint is not None and prev.checkpoint.verified:
