@@ -26,37 +26,18 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 import yaml
 from ember.api.v1alpha1 import GROUP, PLURAL
 from ember_cluster import GPUNodePool, LocalCluster
 from ember_cluster.nodes import add_node
 from ember_cluster.provisioner import Provisioner
-from kubernetes.client.exceptions import ApiException
 
 from tests.integration.conftest import Kube, eventually
 from tests.integration.operator.harness import Operator, isvc_manifest, patch_spec, replica_pods
 
 ROOT = Path(__file__).resolve().parents[2]
 POLL_S = 0.1
-
-
-def priority_classes(k: Kube) -> None:
-    for name, value, never in (("ember-serving", 1000, False), ("ember-warm-buffer", -10, True)):
-        body: dict[str, Any] = {
-            "apiVersion": "scheduling.k8s.io/v1",
-            "kind": "PriorityClass",
-            "metadata": {"name": name},
-            "value": value,
-        }
-        if never:
-            body["preemptionPolicy"] = "Never"
-        try:
-            k.sched.create_priority_class(body)
-        except ApiException as e:
-            if e.status != 409:
-                raise
 
 
 def held(k: Kube, name: str, n: int) -> bool:
@@ -155,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
             k = Kube(c, "default")
             k.kubectl("apply", "-f", str(ROOT / "crds"))
             k.kubectl("wait", "--for=condition=established", "--timeout=30s", f"crd/{PLURAL}.{GROUP}")
-            priority_classes(k)
+            k.ensure_priority_class("ember-serving", 1000)
+            k.ensure_priority_class("ember-warm-buffer", -10, never=True)
             op = Operator(c, Path(wd) / "operator.log").start()
             op.wait_healthy()
             try:

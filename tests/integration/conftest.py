@@ -59,16 +59,18 @@ class Kube:
     def pod_ready(self, pod: Any) -> bool:
         return any(c.type == "Ready" and c.status == "True" for c in (pod.status.conditions or []))
 
-    def ensure_priority_class(self, name: str, value: int) -> None:
+    def ensure_priority_class(self, name: str, value: int, never: bool = False) -> None:
+        """Create the PriorityClass unless it exists; `never`: preemptionPolicy Never (warm buffer)."""
+        body: dict[str, Any] = {
+            "apiVersion": "scheduling.k8s.io/v1",
+            "kind": "PriorityClass",
+            "metadata": {"name": name},
+            "value": value,
+        }
+        if never:
+            body["preemptionPolicy"] = "Never"
         try:
-            self.sched.create_priority_class(
-                {
-                    "apiVersion": "scheduling.k8s.io/v1",
-                    "kind": "PriorityClass",
-                    "metadata": {"name": name},
-                    "value": value,
-                }
-            )
+            self.sched.create_priority_class(body)
         except ApiException as e:
             if e.status != 409:
                 raise

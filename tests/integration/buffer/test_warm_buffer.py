@@ -29,29 +29,13 @@ ROOT = Path(__file__).resolve().parents[3]
 PLACEHOLDERS = "serving.ember.dev/component=placeholder"
 
 
-def ensure_priority_class(kube: Kube, name: str, value: int, never: bool = False) -> None:
-    body: dict[str, Any] = {
-        "apiVersion": "scheduling.k8s.io/v1",
-        "kind": "PriorityClass",
-        "metadata": {"name": name},
-        "value": value,
-    }
-    if never:
-        body["preemptionPolicy"] = "Never"
-    try:
-        kube.sched.create_priority_class(body)
-    except ApiException as e:
-        if e.status != 409:
-            raise
-
-
 @pytest.fixture(scope="module")
 def operator(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
     k = Kube(cluster, "default")
     k.kubectl("apply", "-f", str(ROOT / "crds"))
     k.kubectl("wait", "--for=condition=established", "--timeout=30s", f"crd/{PLURAL}.{GROUP}")
-    ensure_priority_class(k, "ember-serving", 1000)
-    ensure_priority_class(k, "ember-warm-buffer", -10, never=True)
+    k.ensure_priority_class("ember-serving", 1000)
+    k.ensure_priority_class("ember-warm-buffer", -10, never=True)
     op = Operator(cluster, tmp_path_factory.mktemp("operator") / "operator.log").start()
     op.wait_healthy()
     yield op
