@@ -13,6 +13,12 @@ Phases:
   criu     Ember's checkpoint path via ember_checkpoint.lifecycle: dump, then restores from page
            cache (and one from disk), each to the first token
   criu-sleep  the same with the engine put to sleep (level 1) before the dump and woken after restore
+  chain1   one sleep-mode engine: suspend cycles (EMBER_BENCH_SKIP_SUSPEND=1 skips them), Ember dump
+           awake, restores from page cache and one from disk; the last restored engine keeps running
+  chain2   that engine put to sleep at level 1, dumped, restored (page cache, disk) incl. `/wake_up`;
+           the last restored engine keeps running
+  chain3   that engine put to sleep at level 2 (weights dropped), dumped, restored incl. `/wake_up`
+           and vLLM's reload_weights from the model's files (page cache; after drop_caches: disk)
 Every number goes to DIR/<phase>.json; a table is printed last.
 """
 
@@ -29,6 +35,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -626,13 +633,29 @@ def cmdline(pid: int) -> str:
         return "?"
 
 
+def _reload_weights() -> None:
+    """After a level-2 sleep the woken weights are uninitialised memory: vLLM reloads them from the
+    model's files (dev-mode `POST /collective_rpc`, a JSON body the manifest's HttpStep cannot carry)."""
+    r = httpx.post(f"{BASE}/collective_rpc", json={"method": "reload_weights"}, timeout=300)
+    r.raise_for_status()
+
+
 def _restores(
-    name: str, storage: LocalDirStorage, cid: str, ident: Identity, canary_out: str | None, keep_last: bool
+    name: str,
+    storage: LocalDirStorage,
+    cid: str,
+    ident: Identity,
+    canary_out: str | None,
+    keep_last: bool,
+    after: Callable[[], None] | None = None,
 ) -> tuple[list, int | None]:
+    """RUNS restores from page cache and (EMBER_BENCH_COLD=1) one after drop_caches; with keep_last the
+    disk one goes before the last page-cache one, whose engine is left running. `after` runs once
+    lifecycle.restore returns (timed as phase `after`), inside the time to first token."""
     runs, kept = [], None
-    modes = ["page_cache"] * RUNS + (["disk"] if os.environ.get("EMBER_BENCH_COLD", "1") == "1" else [])
-    if keep_last:
-        modes = modes[:RUNS]
+    modes = ["page_cache"] * RUNS
+    if os.environ.get("EMBER_BENCH_COLD", "1") == "1":
+        modes.insert(RUNS - 1 if keep_last else RUNS, "disk")
     for i, mode in enumerate(modes):
         if not port_free():
             raise RuntimeError("port busy before restore")
@@ -643,11 +666,16 @@ def _restores(
             cid, storage, ident, gpu=cuda.load(), require_verified=False, verify_checksum=True
         )
         remember(rr.pid)
-        ttft, _ = first_token(t0)
+        phases = dict(rr.phases_s)
+        if after is not None:
+            t1 = time.monotonic()
+            after()
+            phases["after"] = time.monotonic() - t1
+        ttft, _ = first_token(t0, 240, pid=rr.pid)
         r = {
             "mode": mode,
             "ttft_s": round(ttft, 3),
-            "phases_s": {k: round(v, 3) for k, v in rr.phases_s.items()},
+            "phases_s": {k: round(v, 3) for k, v in phases.items()},
         }
         r["gpu_mib"] = gpu_used_mib()
         r["canary_ok"] = greedy() == canary_out
@@ -664,7 +692,7 @@ def _summarise(res: dict, runs: list) -> None:
     res["runs"] = runs
     res["ttft_page_cache"] = summary([r["ttft_s"] for r in runs if r["mode"] == "page_cache"])
     res["ttft_disk"] = summary([r["ttft_s"] for r in runs if r["mode"] == "disk"])
-    for ph in ("checksum", "criu_restore", "cuda_restore", "wake", "health", "total"):
+    for ph in ("checksum", "criu_restore", "cuda_restore", "wake", "health", "after", "total"):
         res[f"{ph}_page_cache"] = summary([r["phases_s"].get(ph) for r in runs if r["mode"] == "page_cache"])
         res[f"{ph}_disk"] = summary([r["phases_s"].get(ph) for r in runs if r["mode"] == "disk"])
 
@@ -769,35 +797,60 @@ def phase_chain1(out: Path) -> dict:
     return res
 
 
-def phase_chain2(out: Path) -> dict:
-    """The engine chain1 left running (itself restored): put to sleep (level 1), dumped, restored."""
-    res: dict = {"sleep_level": 1}
+def phase_chain_asleep(out: Path, level: int, name: str, keep: bool) -> dict:
+    """The engine the previous chain phase left running (itself restored), or a fresh sleep-mode one if
+    it is gone: put to sleep at `level`, dumped, restored (level 2: weights reloaded from the model's
+    files after the wake). With keep, the last restored engine stays running for the next phase."""
+    res: dict = {"sleep_level": level}
     drv = cuda.load()
     ident = identity(Criu.find(), drv)
     store_root = WORK / "ckpt"
     storage = LocalDirStorage(store_root)
-    pid = json.loads((WORK / "chain.json").read_text())["pid"]
+    chain = WORK / "chain.json"
+    pid = json.loads(chain.read_text())["pid"] if chain.exists() else None
     try:
-        res["alive_ttft_s"] = round(first_token(time.monotonic(), 30)[0], 3)
-        with contextlib.suppress(Exception):
-            storage.delete("awake")
-        res["dump"] = _dump("asleep", pid, storage, ident, 1)
-        runs, _ = _restores(
-            "asleep", storage, "asleep", ident, res["dump"]["manifest"]["canary"]["output"], keep_last=False
+        try:
+            res["alive_ttft_s"] = round(first_token(time.monotonic(), 30)[0], 3)
+        except (TimeoutError, RuntimeError):
+            pid = None
+        if pid is None or not Path(f"/proc/{pid}").exists():
+            log(f"{name}: no engine left running by the previous phase, starting a fresh one")
+            e = Engine(WORK / f"logs/{name}-engine.log", sleep_mode=True)
+            res["fresh_start"] = e.wait_first_token()
+            pid = e.pid
+        for cid in storage.list():
+            with contextlib.suppress(Exception):
+                storage.delete(cid)
+        res["dump"] = _dump(name, pid, storage, ident, level)
+        runs, kept = _restores(
+            name,
+            storage,
+            name,
+            ident,
+            res["dump"]["manifest"]["canary"]["output"],
+            keep_last=keep,
+            after=_reload_weights if level == 2 else None,
         )
         _summarise(res, runs)
+        if keep and kept:
+            chain.write_text(json.dumps({"pid": kept}))
+            res["kept_pid"] = kept
+            pid = None
     except Exception:  # noqa: BLE001
         import traceback
 
         res["error"] = traceback.format_exc()[-3000:]
-        log(f"chain2 FAILED: {res['error']}")
+        log(f"{name} FAILED: {res['error']}")
         for lf in sorted(store_root.rglob("*.log")):
             res.setdefault("criu_logs", {})[str(lf)] = sh(f"grep -E 'Error|Warn' {lf} | tail -30")
+        keep = False
     finally:
-        kill_remembered()
-        with contextlib.suppress(Exception):
-            kill_all(pid)
-    save(out, "chain2", res)
+        if not keep:
+            kill_remembered()
+            if pid:
+                with contextlib.suppress(Exception):
+                    kill_all(pid)
+    save(out, name, res)
     return res
 
 
@@ -841,7 +894,12 @@ def table(out: Path) -> str:
         ("chain: suspended engine", fmt(c1.get("suspend", {}).get("ttft"))),
         ("chain: suspended after sleep L1", fmt(c1.get("suspend_after_sleep_l1", {}).get("ttft"))),
     ]
-    for label, x in (("ember restore, awake image", c1), ("ember restore, asleep (L1) image", c2)):
+    c3 = get("chain3")
+    for label, x in (
+        ("ember restore, awake image", c1),
+        ("ember restore, asleep (L1) image", c2),
+        ("ember restore, asleep (L2) image + reload", c3),
+    ):
         if x.get("dump"):
             gb = x["dump"]["manifest"]["sizes"]["image_bytes"] / 1e9
             rows += [
@@ -890,8 +948,10 @@ def main() -> None:
                 phase_criu(a.out, 1)
             elif ph == "chain1":
                 phase_chain1(a.out)
-            elif ph == "chain2":
-                phase_chain2(a.out)
+            elif ph == "chain2":  # asleep at level 1; the last restored engine stays for chain3
+                phase_chain_asleep(a.out, 1, "chain2", keep=True)
+            elif ph == "chain3":  # asleep at level 2, weights reloaded from the model's files
+                phase_chain_asleep(a.out, 2, "chain3", keep=False)
             elif ph == "cleanup":
                 kill_remembered()
             else:
