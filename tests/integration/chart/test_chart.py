@@ -37,7 +37,11 @@ MONITORING_CRDS = [
             ],
         },
     }
-    for plural, kind in (("servicemonitors", "ServiceMonitor"), ("prometheusrules", "PrometheusRule"))
+    for plural, kind in (
+        ("servicemonitors", "ServiceMonitor"),
+        ("podmonitors", "PodMonitor"),
+        ("prometheusrules", "PrometheusRule"),
+    )
 ]
 
 
@@ -62,6 +66,7 @@ def test_helm_lint_strict_passes(helm: Helm) -> None:
             "operator.namespaces={NS}",
             "operator.prometheusUrl=http://prom:9090",
             "metrics.serviceMonitor.enabled=true",
+            "metrics.podMonitor.enabled=true",
             "prometheusRule.enabled=true",
             "operator.logFormat=text",
             "priorityClasses.create=false",
@@ -78,6 +83,7 @@ def test_rendered_manifests_pass_server_side_dry_run(kube: Kube, helm: Helm, set
         "--for=condition=established",
         "--timeout=30s",
         "crd/servicemonitors.monitoring.coreos.com",
+        "crd/podmonitors.monitoring.coreos.com",
         "crd/prometheusrules.monitoring.coreos.com",
     )
     sets = tuple(s.replace("{NS}", "{" + kube.ns + "}") for s in sets)
@@ -98,11 +104,14 @@ def test_rendered_manifests_pass_server_side_dry_run(kube: Kube, helm: Helm, set
     assert r.returncode == 0, r.stderr
     kinds = {d["kind"] for d in docs(out)}
     if sets:
-        assert {"Role", "RoleBinding", "ServiceMonitor", "PrometheusRule"} <= kinds
+        assert {"Role", "RoleBinding", "ServiceMonitor", "PodMonitor", "PrometheusRule"} <= kinds
+        pm = find(out, "PodMonitor")
+        assert pm["spec"]["namespaceSelector"] == {"matchNames": [kube.ns]}
+        assert {e["port"] for e in pm["spec"]["podMetricsEndpoints"]} == {"http", "supervisor"}
         assert "PriorityClass" not in kinds
     else:
         assert {"ClusterRole", "ClusterRoleBinding", "PriorityClass", "ConfigMap"} <= kinds
-        assert not {"Role", "ServiceMonitor", "PrometheusRule"} & kinds
+        assert not {"Role", "ServiceMonitor", "PodMonitor", "PrometheusRule"} & kinds
 
 
 def test_deployment_is_hardened_and_leader_election_follows_replicas(kube: Kube, helm: Helm) -> None:
