@@ -27,6 +27,10 @@ class Prometheus:
     file_sd: dict[str, list[Path]] = field(default_factory=dict)
     file_sd_refresh_s: float = 1.0
     scrape_interval_s: float = 1.0
+    # further scrape configs as Prometheus takes them (e.g. replica_pods_scrape_config below)
+    scrape_configs: list[dict[str, object]] = field(default_factory=list)
+    # 0.0.0.0 when pods of a kind cluster query it through the Docker network's gateway
+    listen_host: str = "127.0.0.1"
     port: int = 0
     proc: Proc | None = None
 
@@ -52,7 +56,8 @@ class Prometheus:
                     ],
                 }
                 for job, files in sorted(self.file_sd.items())
-            ],
+            ]
+            + self.scrape_configs,
         }
 
     def start(self) -> Prometheus:
@@ -67,7 +72,7 @@ class Prometheus:
                 str(Binaries.locate().prometheus),
                 f"--config.file={cfg}",
                 f"--storage.tsdb.path={self.workdir / 'data'}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
+                f"--web.listen-address={self.listen_host}:{self.port}",
                 "--web.enable-lifecycle",
                 "--storage.tsdb.retention.time=1d",
                 "--log.level=warn",
@@ -98,3 +103,34 @@ class Prometheus:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def replica_pods_scrape_config(
+    kubeconfig: Path, namespaces: list[str], interval_s: float = 2.0
+) -> dict[str, object]:
+    """Plain-Prometheus equivalent of the chart's replica PodMonitor (charts/ember/templates/podmonitor.yaml):
+    Ember's replica pods found through the API server, scraped on their `http` (vLLM) and `supervisor`
+    ports, with the `namespace`, `pod` and `inferenceservice` labels the autoscaler's queries select by."""
+    label = "__meta_kubernetes_pod_label_"
+    return {
+        "job_name": "ember-replicas",
+        "scrape_interval": _duration(interval_s),
+        "kubernetes_sd_configs": [
+            {"role": "pod", "kubeconfig_file": str(kubeconfig), "namespaces": {"names": namespaces}}
+        ],
+        "relabel_configs": [
+            {"source_labels": [label + "app_kubernetes_io_managed_by"], "regex": "ember", "action": "keep"},
+            {"source_labels": [label + "app_kubernetes_io_name"], "regex": "ember-replica", "action": "keep"},
+            {
+                "source_labels": ["__meta_kubernetes_pod_container_port_name"],
+                "regex": "http|supervisor",
+                "action": "keep",
+            },
+            {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
+            {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
+            {
+                "source_labels": [label + "serving_ember_dev_inferenceservice"],
+                "target_label": "inferenceservice",
+            },
+        ],
+    }
