@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ember_checkpoint import cuda, lifecycle
-from ember_checkpoint.criu import Criu, CriuFailed, CriuNotFound
-from ember_checkpoint.errors import RestoreRefused
+from ember_checkpoint.criu import BadNetworkLock, Criu, CriuFailed, CriuNotFound
+from ember_checkpoint.errors import DumpFailed, RestoreRefused
 from ember_checkpoint.manifest import Canary, Identity
 from ember_checkpoint.storage import CheckpointNotFound, LocalDirStorage
 from ember_checkpoint.verify import verify
@@ -72,7 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     except RestoreRefused as e:
         print(json.dumps({"refused": str(e.reason), "detail": e.detail}), file=sys.stderr)
         return 3
-    except (CheckpointNotFound, CriuNotFound, CriuFailed) as e:
+    except BadNetworkLock as e:
+        print(json.dumps({"error": "usage", "detail": str(e)}), file=sys.stderr)
+        return 2
+    except (CheckpointNotFound, CriuNotFound, CriuFailed, DumpFailed) as e:
         print(json.dumps({"error": type(e).__name__, "detail": str(e)}), file=sys.stderr)
         return 1
 

@@ -15,22 +15,35 @@ Flags, and why (see shared/design/components.md):
 - `--shell-job` only when the tree's session or process group lives outside the tree, or it has a
   controlling terminal (a process started from a shell): the supervisor starts engines with setsid,
   so it is normally off;
-- `--leave-running` when the engine keeps serving after the dump (a live checkpoint).
+- `--leave-running` when the engine keeps serving after the dump (a live checkpoint);
+- `--network-lock METHOD` on dump and restore: with `--tcp-established`, CRIU locks every TCP
+  connection of the tree while it is frozen, by default with the `iptables` binary, which many
+  images lack (vLLM on a GPU keeps a loopback connection to its torch.distributed store: `sh: 1:
+  iptables: not found`, `Failed to lock TCP connection`). `choose_network_lock` picks the method by
+  what exists: iptables when the binary is on PATH, else nftables when this CRIU has it built in
+  (`criu check --feature network_lock_nftables`), else `skip` with a warning (nothing outside the
+  pod talks to the engine's frozen connections: the Service sends new requests elsewhere while a
+  replica is being dumped). EMBER_CRIU_NETWORK_LOCK or the supervisor's config overrides it.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol, cast, get_args
+
+log = logging.getLogger("ember.checkpoint")
 
 MIN_VERSION = (4, 2)
+NetworkLock = Literal["iptables", "nftables", "skip"]
+NETWORK_LOCKS: tuple[str, ...] = (*get_args(NetworkLock), "auto")
 COMMON_FLAGS = ("--tcp-established", "--file-locks", "--link-remap")
 _VERSION_RE = re.compile(r"Version:\s*(\d+)\.(\d+)(?:\.(\d+))?")
 _FETCH_HINT = "run `bash tests/cluster/fetch-tools.sh criu` or set EMBER_CRIU"
@@ -41,6 +54,10 @@ class CriuNotFound(RuntimeError):
 
 
 class CriuTooOld(RuntimeError):
+    pass
+
+
+class BadNetworkLock(ValueError):
     pass
 
 
@@ -126,6 +143,34 @@ def check_version(version: tuple[int, int, int]) -> None:
         )
 
 
+def parse_network_lock(value: str) -> NetworkLock | Literal["auto"]:
+    if value not in NETWORK_LOCKS:
+        raise BadNetworkLock(
+            f"invalid CRIU network lock {value!r}: use one of {', '.join(NETWORK_LOCKS)} "
+            "(EMBER_CRIU_NETWORK_LOCK or the supervisor's criu_network_lock)"
+        )
+    return cast("NetworkLock | Literal['auto']", value)
+
+
+def choose_network_lock(
+    requested: str, *, has_iptables: bool, criu_has_nftables: Callable[[], bool]
+) -> tuple[NetworkLock, str | None]:
+    """The method to pass as --network-lock, and a warning when connections go unlocked (pure but
+    for the nftables probe, called only when it decides)."""
+    wanted = parse_network_lock(requested)
+    if wanted != "auto":
+        return wanted, None
+    if has_iptables:
+        return "iptables", None
+    if criu_has_nftables():
+        return "nftables", None
+    return "skip", (
+        "neither the iptables binary nor CRIU's nftables support is here: --network-lock skip, so the "
+        "engine's TCP connections are not locked while it is frozen (a peer that sends meanwhile can "
+        "desynchronise a connection the restored engine then drops); install iptables to lock them"
+    )
+
+
 # ---------------------------------------------------------------- argv builders (pure)
 
 
@@ -138,8 +183,10 @@ def dump_argv(
     shell_job: bool,
     leave_running: bool,
     action_script: str | None = None,
+    network_lock: NetworkLock = "iptables",
 ) -> list[str]:
     argv = [*criu, "dump", "-t", str(pid), "-D", str(images), "-o", str(log_file), "-v4", *COMMON_FLAGS]
+    argv += ["--network-lock", network_lock]
     if shell_job:
         argv.append("--shell-job")
     if leave_running:
@@ -150,10 +197,16 @@ def dump_argv(
 
 
 def restore_argv(
-    criu: Sequence[str], images: Path, log_file: Path, pidfile: Path, *, shell_job: bool
+    criu: Sequence[str],
+    images: Path,
+    log_file: Path,
+    pidfile: Path,
+    *,
+    shell_job: bool,
+    network_lock: NetworkLock = "iptables",
 ) -> list[str]:
     argv = [*criu, "restore", "-D", str(images), "-o", str(log_file), "-v4", "-d", "--pidfile", str(pidfile)]
-    argv += COMMON_FLAGS
+    argv += [*COMMON_FLAGS, "--network-lock", network_lock]
     if shell_job:
         argv.append("--shell-job")
     return argv
@@ -212,17 +265,37 @@ class Criu:
     argv: list[str]
     version: tuple[int, int, int]
     runner: Runner = subprocess_runner
+    network_lock: NetworkLock = "iptables"
 
     @classmethod
-    def find(cls, env: Mapping[str, str] | None = None, runner: Runner = subprocess_runner) -> Criu:
+    def find(
+        cls,
+        env: Mapping[str, str] | None = None,
+        runner: Runner = subprocess_runner,
+        network_lock: str | None = None,
+    ) -> Criu:
+        """CRIU located and version-checked, with its --network-lock method: `network_lock` if given,
+        else EMBER_CRIU_NETWORK_LOCK, else auto (see `choose_network_lock`). Raises CriuNotFound,
+        CriuTooOld, BadNetworkLock."""
         env = os.environ if env is None else env
+        requested = network_lock or env.get("EMBER_CRIU_NETWORK_LOCK") or "auto"
+        parse_network_lock(requested)  # a bad value fails before anything runs
         argv = locate(env, Path.home())
         done = runner([*argv, "--version"], 30.0)
         if done.returncode != 0:
             raise CriuNotFound(f"{' '.join(argv)} --version failed: {done.stderr.strip()[:300]}")
         version = parse_version(done.stdout + done.stderr)
         check_version(version)
-        return cls(argv=argv, version=version, runner=runner)
+        lock, warning = choose_network_lock(
+            requested,
+            has_iptables=shutil.which("iptables", path=env.get("PATH")) is not None,
+            criu_has_nftables=lambda: (
+                runner([*argv, "check", "--feature", "network_lock_nftables"], 30.0).returncode == 0
+            ),
+        )
+        if warning:
+            log.warning(warning)
+        return cls(argv=argv, version=version, runner=runner, network_lock=lock)
 
     @property
     def version_str(self) -> str:
@@ -254,6 +327,7 @@ class Criu:
             shell_job=shell_job,
             leave_running=leave_running,
             action_script=action_script,
+            network_lock=self.network_lock,
         )
         t0 = time.monotonic()
         done = self.runner(argv, timeout_s)
@@ -268,7 +342,10 @@ class Criu:
         images, log_file, pidfile = images.resolve(), log_file.resolve(), pidfile.resolve()
         log_file.parent.mkdir(parents=True, exist_ok=True)
         pidfile.unlink(missing_ok=True)
-        done = self.runner(restore_argv(self.argv, images, log_file, pidfile, shell_job=shell_job), timeout_s)
+        argv = restore_argv(
+            self.argv, images, log_file, pidfile, shell_job=shell_job, network_lock=self.network_lock
+        )
+        done = self.runner(argv, timeout_s)
         if done.returncode != 0:
             raise CriuFailed("restore", done.returncode, log_tail(log_file) + done.stderr[-2000:])
         return int(pidfile.read_text().strip())

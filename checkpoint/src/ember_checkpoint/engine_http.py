@@ -4,17 +4,27 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 
 import httpx
 
 from ember_checkpoint.manifest import Canary, HttpStep
 
 
-def wait_healthy(url: str, timeout_s: float, poll_s: float = 0.05) -> float:
-    """Poll url until it answers 2xx; returns the seconds waited. Raises TimeoutError."""
+class EngineExited(RuntimeError):
+    pass
+
+
+def wait_healthy(
+    url: str, timeout_s: float, poll_s: float = 0.05, alive: Callable[[], bool] | None = None
+) -> float:
+    """Poll url until it answers 2xx; returns the seconds waited. Raises TimeoutError, or
+    EngineExited as soon as `alive` says the engine is gone (a failed start is not waited out)."""
     t0 = time.monotonic()
     last = "no answer"
     while True:
+        if alive is not None and not alive():
+            raise EngineExited(f"the engine exited before {url} answered (last: {last})")
         try:
             r = httpx.get(url, timeout=2.0)
             if r.is_success:

@@ -1,6 +1,6 @@
 """Dump, restore, verify and gc: the checkpoint lifecycle, on top of CRIU, the CUDA driver and a Storage.
 
-dump:    canary (record one deterministic answer) -> quiesce -> CUDA lock+checkpoint of every process
+dump:    preflight (no io_uring in the tree) -> canary (record one deterministic answer) -> quiesce -> CUDA lock+checkpoint of every process
          in the tree that holds GPU state -> CRIU dump -> (live dump: CUDA restore+unlock) ->
          checksum -> manifest -> atomic publish.
 restore: every check that needs no side effect first (manifest, identity, verified, CRIU, GPU,
@@ -15,6 +15,8 @@ gc:      `gc.plan_gc`, then delete.
 from __future__ import annotations
 
 import contextlib
+import json
+import logging
 import os
 import signal
 import time
@@ -25,7 +27,7 @@ from pathlib import Path
 
 import httpx
 
-from ember_checkpoint import checksum, cuda, engine_http, shm
+from ember_checkpoint import checksum, cuda, engine_http, preflight, shm
 from ember_checkpoint.criu import (
     Criu,
     CriuFailed,
@@ -39,6 +41,8 @@ from ember_checkpoint.errors import DumpFailed, Reason, RestoreRefused
 from ember_checkpoint.gc import plan_gc
 from ember_checkpoint.manifest import Canary, HttpStep, Identity, Manifest, Sizes, Timings
 from ember_checkpoint.storage import CheckpointNotFound, Storage, write_manifest_file
+
+log = logging.getLogger("ember.checkpoint")
 
 
 @dataclass
@@ -65,6 +69,7 @@ def dump(
     quiesce: Callable[[], None] | None = None,
 ) -> Manifest:
     t_start = time.monotonic()
+    preflight.check_no_io_uring(process_tree(req.pid))  # before anything touches the engine
     timings = Timings()
     canary = req.canary
     if canary is not None:
@@ -88,6 +93,9 @@ def dump(
     gpu_pids = sorted(p for p in tree if gpu is not None and gpu.has_cuda_state(p))
     gpu_bytes = sum(cuda.gpu_memory_bytes(p) for p in gpu_pids)
     staging = storage.staging(req.checkpoint_id)
+    stale = shm.remove_stale_link_remaps()
+    if stale:
+        log.warning(json.dumps({"event": "removed_stale_link_remaps", "files": stale}))
     shm_files, old_remaps = shm.mapped_shm_files(tree), shm.link_remaps()
     try:
         timings.cuda_checkpoint_s = sum(gpu.suspend(p) for p in gpu_pids) if gpu else 0.0

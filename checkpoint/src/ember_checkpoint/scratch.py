@@ -23,7 +23,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from ember_checkpoint import cuda, engine_http, shm
-from ember_checkpoint.criu import Criu, CriuFailed
+from ember_checkpoint.criu import Criu, CriuFailed, NetworkLock
 from ember_checkpoint.manifest import Canary
 
 _SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
@@ -32,6 +32,7 @@ _SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
 class ScratchRequest(BaseModel):
     criu_argv: list[str]
     criu_version: tuple[int, int, int]
+    criu_network_lock: NetworkLock = "iptables"
     images: str
     log_dir: str
     shell_job: bool
@@ -72,7 +73,7 @@ def run(req: ScratchRequest) -> ScratchResult:
         shm.reinstate(Path(req.images))
     except OSError as e:
         return ScratchResult(ok=False, error=f"scratch /dev/shm: {e}")
-    criu = Criu(argv=req.criu_argv, version=req.criu_version)
+    criu = Criu(argv=req.criu_argv, version=req.criu_version, network_lock=req.criu_network_lock)
     logs = Path(req.log_dir)
     t0 = time.monotonic()
     try:

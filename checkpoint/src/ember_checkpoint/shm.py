@@ -58,6 +58,26 @@ def link_remaps(shm: Path = SHM) -> list[str]:
     return sorted(p.name for p in shm.glob("link_remap.*"))
 
 
+def remove_stale_link_remaps(shm: Path = SHM) -> list[str]:
+    """Remove the link_remap.* files present before a dump; returns their names.
+
+    They are never needed there: a dump copies the ones it makes into its image, and a restore
+    writes them back from the image and CRIU removes them once the tree is up. What remains is left
+    by an earlier dump (a live one, or one that failed), and it collides with the next dump, which
+    numbers its own from 0 again (`Can't link remap to /dev/shm/...: File exists`,
+    docs/benchmarks-gpu.md). Files that cannot be removed stay, and the capture script skips them."""
+    removed = []
+    for name in link_remaps(shm):
+        try:
+            (shm / name).unlink()
+        except FileNotFoundError:
+            continue
+        except OSError:
+            continue
+        removed.append(name)
+    return removed
+
+
 def capture_script(files: list[Path], images: Path, old_remaps: list[str], shm: Path = SHM) -> str:
     """A shell script for CRIU's --action-script (run at every stage) that, at post-dump, copies files
     and the link_remap.* files this dump made (not in old_remaps) into images/ember-shm."""

@@ -86,6 +86,7 @@ def verify(
         req = ScratchRequest(
             criu_argv=criu.argv,
             criu_version=criu.version,
+            criu_network_lock=criu.network_lock,
             images=str(path / "images"),
             log_dir=str(logs),
             shell_job=manifest.criu_shell_job,

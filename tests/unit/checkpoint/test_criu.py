@@ -5,12 +5,14 @@ from pathlib import Path
 
 import pytest
 from ember_checkpoint.criu import (
+    BadNetworkLock,
     Completed,
     Criu,
     CriuFailed,
     CriuNotFound,
     CriuTooOld,
     ProcStat,
+    choose_network_lock,
     dump_argv,
     locate,
     needs_shell_job,
@@ -115,3 +117,78 @@ def test_failed_dump_raises_with_the_error_lines_of_the_log(tmp_path: Path) -> N
     criu = Criu(argv=["criu"], version=(4, 2, 1), runner=FakeRunner(Completed(1, "", "")))
     with pytest.raises(CriuFailed, match="Can't get 1:16 opt"):
         criu.dump(1, tmp_path / "images", log, shell_job=False, leave_running=False, timeout_s=5)
+
+
+# ---------------------------------------------------------------- --network-lock
+
+
+def _never() -> bool:
+    raise AssertionError("the nftables probe must not run when the choice is already made")
+
+
+@pytest.mark.parametrize(
+    "requested,iptables,nft,expected,warns",
+    [
+        ("auto", True, False, "iptables", False),
+        ("auto", False, True, "nftables", False),
+        ("auto", False, False, "skip", True),
+        ("skip", True, True, "skip", False),
+        ("nftables", True, False, "nftables", False),
+    ],
+    ids=["iptables-found", "nft-built-in", "neither-skips-with-warning", "override-skip", "override-nft"],
+)
+def test_network_lock_is_chosen_by_what_exists(
+    requested: str, iptables: bool, nft: bool, expected: str, warns: bool
+) -> None:
+    probe = (lambda: nft) if requested == "auto" and not iptables else _never
+    lock, warning = choose_network_lock(requested, has_iptables=iptables, criu_has_nftables=probe)
+    assert lock == expected
+    assert (warning is not None) is warns
+    if warns:
+        assert "install iptables" in str(warning)
+
+
+def test_a_bad_network_lock_is_refused_before_criu_runs(tmp_path: Path) -> None:
+    runner = FakeRunner()
+    with pytest.raises(BadNetworkLock, match=r"'iptable'.*iptables, nftables, skip, auto"):
+        Criu.find({"EMBER_CRIU_NETWORK_LOCK": "iptable", "PATH": ""}, runner)
+    assert runner.calls == []
+
+
+def test_find_probes_criu_for_nftables_when_there_is_no_iptables(tmp_path: Path) -> None:
+    fake = tmp_path / "criu"
+    fake.write_text("#!/bin/sh\n")
+    fake.chmod(0o755)
+    env = {"EMBER_CRIU": str(fake), "PATH": str(tmp_path)}  # no iptables on this PATH
+    runner = FakeRunner(Completed(0, "Version: 4.2.1\n", ""), Completed(0, "supported", ""))
+    criu = Criu.find(env, runner)
+    assert runner.calls[1] == [str(fake), "check", "--feature", "network_lock_nftables"]
+    assert criu.network_lock == "nftables"
+    runner = FakeRunner(Completed(0, "Version: 4.2.1\n", ""), Completed(1, "", "Unknown feature"))
+    assert Criu.find(env, runner).network_lock == "skip"
+    (tmp_path / "iptables").write_text("#!/bin/sh\n")
+    (tmp_path / "iptables").chmod(0o755)
+    runner = FakeRunner(Completed(0, "Version: 4.2.1\n", ""))
+    assert Criu.find(env, runner).network_lock == "iptables"
+    # the supervisor's config (an argument) wins over the environment
+    runner = FakeRunner(Completed(0, "Version: 4.2.1\n", ""))
+    assert Criu.find({**env, "EMBER_CRIU_NETWORK_LOCK": "nftables"}, runner, "skip").network_lock == "skip"
+
+
+def test_dump_and_restore_pass_the_chosen_network_lock(tmp_path: Path) -> None:
+    calls: list[list[str]] = []
+
+    def runner(argv: Sequence[str], timeout_s: float) -> Completed:
+        calls.append(list(argv))
+        if "--pidfile" in argv:  # as CRIU does on a restore
+            Path(argv[list(argv).index("--pidfile") + 1]).write_text("77\n")
+        return Completed(0, "", "")
+
+    criu = Criu(argv=["criu"], version=(4, 2, 1), runner=runner, network_lock="skip")
+    criu.dump(1, tmp_path / "images", tmp_path / "d.log", shell_job=False, leave_running=False, timeout_s=5)
+    pid = criu.restore(
+        tmp_path / "images", tmp_path / "r.log", tmp_path / "pid", shell_job=False, timeout_s=5
+    )
+    assert pid == 77 and len(calls) == 2
+    for argv in calls:
+        assert argv[argv.index("--network-lock") + 1] == "skip"

@@ -91,3 +91,11 @@ def test_dump_argv_passes_the_action_script(tmp_path: Path) -> None:
     assert "--action-script" not in dump_argv(
         ["criu"], 5, tmp_path, tmp_path / "d.log", shell_job=False, leave_running=True
     )
+
+
+def test_stale_link_remaps_are_removed_before_a_dump(tmp_path: Path) -> None:
+    for name in ("link_remap.0", "link_remap.3", "psm_abc", "sem.X"):
+        (tmp_path / name).write_text("x")
+    assert shm.remove_stale_link_remaps(tmp_path) == ["link_remap.0", "link_remap.3"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["psm_abc", "sem.X"]
+    assert shm.remove_stale_link_remaps(tmp_path) == []

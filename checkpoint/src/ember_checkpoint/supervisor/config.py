@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -32,6 +33,10 @@ class SupervisorConfig(BaseModel):
         description="engine gauges that must all read 0 before a dump (absent metrics count as 0)",
     )
     quiesce_timeout_s: float = 60.0
+    criu_network_lock: Literal["auto", "iptables", "nftables", "skip"] = Field(
+        default="auto",
+        description="CRIU --network-lock: auto picks iptables, else nftables, else skip (criu.choose_network_lock)",
+    )
 
     @property
     def engine_url(self) -> str:

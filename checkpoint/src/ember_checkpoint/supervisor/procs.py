@@ -9,12 +9,16 @@ such a subprocess and by the reaper, so the two never overlap.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
 import subprocess
 import threading
+import time
 from pathlib import Path
+
+from ember_checkpoint.criu import process_tree
 
 _PR_SET_CHILD_SUBREAPER = 36
 
@@ -59,20 +63,39 @@ def reap(engine_pid: int | None) -> int | None:
 
 
 def terminate(pid: int, grace_s: float = 10.0) -> None:
-    """SIGTERM the engine's process group, then SIGKILL what is left after the grace period."""
+    """SIGTERM the engine's process group and every process of its tree, then SIGKILL what is left
+    after the grace period; returns once the whole tree is gone (its orphans reparent to us, the
+    subreaper, and are reaped here), not only its root."""
+    tree = process_tree(pid)
     for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, sig)
-        except ProcessLookupError:
+        for p in tree:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p, sig)
+        deadline = time.monotonic() + (grace_s if sig == signal.SIGTERM else 5.0)
+        while time.monotonic() < deadline:
+            with children_lock:
+                _reap_all()
+            if not any(running(p) for p in tree):
+                return
+            time.sleep(0.05)
+
+
+def _reap_all() -> None:
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
             return
-        deadline = grace_s if sig == signal.SIGTERM else 5.0
-        waited = 0.0
-        while waited < deadline:
-            try:
-                done, _ = os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if done:
-                return
-            threading.Event().wait(0.05)
-            waited += 0.05
+        if pid == 0:
+            return
+
+
+def running(pid: int, proc: Path = Path("/proc")) -> bool:
+    """The process exists and is not a zombie."""
+    try:
+        stat = (proc / str(pid) / "stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")

@@ -113,7 +113,9 @@ def _try_restore(cfg: SupervisorConfig, st: Startup) -> bool:
         st.why = plan.why
         return False
     st.checkpoint_id = plan.checkpoint_id
-    criu = lifecycle.find_criu(Criu.find)  # before the identity: it names the CRIU version
+    criu = lifecycle.find_criu(
+        lambda: Criu.find(network_lock=cfg.criu_network_lock)
+    )  # before the identity: it names the CRIU version
     gpu = cuda.load()
     identity = local_identity(cfg.identity, criu, gpu)
     plan = choose_start(
@@ -142,9 +144,13 @@ def _cold(cfg: SupervisorConfig, st: Startup) -> None:
     st.path = "cold"
     st.engine_pid = procs.start_engine(cfg.engine_argv, cfg.state_dir / "engine.log")
     st.phases_s["cold_spawn"] = time.monotonic() - t
-    st.phases_s["cold_to_healthy"] = engine_http.wait_healthy(
-        cfg.engine_url + cfg.health_path, cfg.cold_timeout_s
-    )
+    pid = st.engine_pid
+    try:
+        st.phases_s["cold_to_healthy"] = engine_http.wait_healthy(
+            cfg.engine_url + cfg.health_path, cfg.cold_timeout_s, alive=lambda: procs.running(pid)
+        )
+    except engine_http.EngineExited as e:
+        raise engine_http.EngineExited(f"{e}; its output: {cfg.state_dir / 'engine.log'}") from e
 
 
 def _finish(cfg: SupervisorConfig, metrics: SupervisorMetrics, st: Startup, t0: float) -> None:
