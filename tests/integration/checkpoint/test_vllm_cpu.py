@@ -27,9 +27,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from ember_checkpoint import engine_http, lifecycle, shm
+from ember_checkpoint import lifecycle, shm
 from ember_checkpoint.criu import Criu, process_tree
-from ember_checkpoint.manifest import Canary, Identity
+from ember_checkpoint.manifest import Canary, Identity, Manifest
 from ember_checkpoint.storage import LocalDirStorage
 from ember_checkpoint.supervisor.config import SupervisorConfig
 from ember_checkpoint.supervisor.plan import choose_start
@@ -158,60 +158,69 @@ class Checkpointed:
 def checkpointed(
     vllm_cpu: VllmCpu, criu: Criu, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Checkpointed]:
+    """The module's one checkpoint, made the way a replica makes it: `ember-supervisor` (PID 1's role,
+    as a real process) starts vLLM cold, and `POST /checkpoint` on its endpoint dumps the engine live
+    (it keeps serving), verifies the image with a canary restore in scratch namespaces and publishes it."""
     base = tmp_path_factory.mktemp("vllm-cpu")
     port = free_port()
     identity = Identity.model_validate({**vllm_cpu.identity_fields(), "criu_version": criu.version_str})
     storage = LocalDirStorage(base / "checkpoints")
+    ck = Checkpointed(storage, "", identity, port, "", base)
+    cfg = sup_config(ck, vllm_cpu, "state-cold")
 
-    # Cold start, in its own session with stdio in a file, as the supervisor starts engines.
     t0 = time.monotonic()
-    with open(os.devnull) as devnull, (base / "cold-engine.log").open("ab") as out:
-        proc = subprocess.Popen(
-            vllm_cpu.argv(port), stdin=devnull, stdout=out, stderr=out, start_new_session=True
-        )
+    sup = Sup(cfg)
     try:
-        TIMINGS["cold_to_healthy_s"] = engine_http.wait_healthy(
-            f"http://127.0.0.1:{port}/health", COLD_TIMEOUT_S, poll_s=0.2
-        )
+        startup = sup.wait_started()
+        assert startup["path"] == "cold" and startup["why"] == "no usable checkpoint", startup
+        TIMINGS["cold_to_healthy_s"] = float(startup["phases_s"]["cold_to_healthy"])  # type: ignore[index]
         TIMINGS["cold_first_request_ttft_s"] = first_token_s(port)
         TIMINGS["cold_start_to_first_token_s"] = time.monotonic() - t0
-        greedy = completion(port)
-        assert greedy.strip(), "the cold server generated nothing"
-        assert completion(port) == greedy, "greedy decoding is not deterministic on the cold server"
-
-        # Dump the whole tree (API server, engine core, worker): CRIU kills it afterwards.
-        tree = process_tree(proc.pid)
+        ck.greedy = completion(port)
+        assert ck.greedy.strip(), "the cold server generated nothing"
+        assert completion(port) == ck.greedy, "greedy decoding is not deterministic on the cold server"
+        engine = sup.engine_pid()
+        assert engine is not None
+        tree = process_tree(engine)
         assert len(tree) >= 3, f"expected the API server, engine core and worker, got {tree}"
+
         t1 = time.monotonic()
-        manifest = lifecycle.dump(
-            lifecycle.DumpRequest(
-                pid=proc.pid, checkpoint_id="vllm-1", identity=identity, engine_port=port, canary=canary()
-            ),
-            storage,
-            criu,
-            gpu=None,
-        )
-        TIMINGS["dump_total_s"] = time.monotonic() - t1
+        r = httpx.post(sup.url + "/checkpoint", timeout=600)
+        TIMINGS["supervisor_checkpoint_s"] = time.monotonic() - t1
+        assert r.status_code == 200, r.text
+        manifest = Manifest.model_validate_json(r.text)
+        # published, canary-verified, of this identity, and answering what the cold engine answered
+        assert manifest.verified, manifest.verification.failure
+        assert manifest.canary is not None and manifest.canary.output == ck.greedy
+        assert manifest.identity_hash == identity.hash()
+        assert storage.list() == [manifest.checkpoint_id]
+        assert storage.read_manifest(manifest.checkpoint_id).verified
+        assert sup.metric("ember_supervisor_checkpoints_total", result="verified") == 1
         TIMINGS["criu_dump_s"] = manifest.timings.criu_dump_s
         TIMINGS["checksum_s"] = manifest.timings.checksum_s
+        TIMINGS["dump_total_s"] = manifest.timings.total_s
+        TIMINGS["verify_canary_restore_s"] = manifest.verification.canary_restore_s or 0.0
         TIMINGS["image_gb"] = manifest.sizes.image_bytes / 1e9
-        assert manifest.canary is not None and manifest.canary.output == greedy
-        proc.wait(timeout=30)  # reap the root: its pid must be free for the restore
+        # a live checkpoint: the same engine still serves, the same answer
+        assert sup.engine_pid() == engine
+        assert completion(port) == ck.greedy
+        assert sup.stop() == 0
     except BaseException:
-        lifecycle.kill_tree(proc.pid)
-        proc.wait(timeout=30)
-        print((base / "cold-engine.log").read_text(errors="replace")[-4000:])
+        if sup.proc.poll() is None:
+            sup.kill_during_cold_start()
+        print(sup.log.read_text(errors="replace")[-3000:])
+        print((cfg.state_dir / "engine.log").read_text(errors="replace")[-3000:])
         raise
-    assert port_is_free(port), "the dumped server should be gone"
-    assert not any(Path(f"/proc/{p}").exists() for p in tree), "CRIU should have killed the whole tree"
+    assert port_is_free(port), "the engine should be gone with its supervisor"
+    assert not any(Path(f"/proc/{p}").exists() for p in tree), "the supervisor should have stopped the tree"
+    ck.checkpoint_id = manifest.checkpoint_id
     # The image carries the tree's /dev/shm files (vLLM's ring buffers, CRIU's link_remap of its
     # semaphore): remove them here, as a new pod would not have them.
-    saved = sorted(p.name for p in (storage.get("vllm-1") / "images" / shm.SUBDIR).iterdir())
+    saved = sorted(p.name for p in (storage.get(ck.checkpoint_id) / "images" / shm.SUBDIR).iterdir())
     assert any(n.startswith("psm_") for n in saved) and any(n.startswith("link_remap.") for n in saved), saved
     for name in saved:
         (shm.SHM / name).unlink(missing_ok=True)
 
-    ck = Checkpointed(storage, "vllm-1", identity, port, greedy, base)
     yield ck
     for pid in ck.restored_pids:
         lifecycle.kill_tree(pid)
