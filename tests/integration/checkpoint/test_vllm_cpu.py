@@ -465,3 +465,34 @@ def test_supervisor_falls_back_to_a_cold_vllm_once_and_says_why(
     manifests = [ck.storage.read_manifest(c) for c in ck.storage.list()]
     plan = choose_start(manifests, None, failed_ids(cfg.state_dir), require_verified=True)
     assert plan.path == "cold", plan
+
+
+def test_prestage_reads_the_verified_checkpoint_and_the_model(
+    checkpointed: Checkpointed, vllm_cpu: VllmCpu
+) -> None:
+    """`ember-supervisor prestage` (the warm-buffer placeholder's init container) on the real image."""
+    ck = checkpointed
+    digest = str(vllm_cpu.identity_fields()["model_digest"])
+    argv = ["prestage", "--model", str(vllm_cpu.model), "--revision", "main"]
+    argv += ["--cache", str(ck.base / "prestage-cache"), "--checkpoints", str(ck.storage.root)]
+    argv += ["--model-digest", digest]
+    t0 = time.monotonic()
+    p = subprocess.run(
+        [sys.executable, "-m", "ember_checkpoint.supervisor.main", *argv],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    TIMINGS["prestage_s"] = time.monotonic() - t0
+    assert p.returncode == 0, p.stderr
+    report = json.loads(p.stdout.strip().splitlines()[-1])
+    model, image = report["staged"]
+    files = [f for f in vllm_cpu.model.rglob("*") if f.is_file()]
+    assert model["files"] == len(files) and model["bytes"] == sum(f.stat().st_size for f in files)
+    path = ck.storage.get(ck.checkpoint_id)
+    files = [f for f in path.rglob("*") if f.is_file()]
+    assert image["path"] == str(path) and image["errors"] == []
+    assert image["files"] == len(files) and image["bytes"] == sum(f.stat().st_size for f in files)
+    assert image["bytes"] > 1e9  # the CRIU pages of a real vLLM
+    TIMINGS["prestage_gb"] = report["bytes"] / 1e9

@@ -1,4 +1,5 @@
-"""`ember-supervisor --config FILE`: PID 1 of the replica container.
+"""`ember-supervisor --config FILE`: PID 1 of the replica container (`ember-supervisor prestage ...`:
+the warm-buffer placeholder's init container, see `prestage`).
 
 Starts the engine (see `startup`), then serves the supervisor's own endpoint until SIGTERM or the
 engine exits (the container then exits with the engine's status, and the kubelet decides):
@@ -15,6 +16,7 @@ import json
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 from datetime import UTC, datetime
@@ -30,7 +32,7 @@ from ember_checkpoint.cli import local_identity
 from ember_checkpoint.criu import Criu
 from ember_checkpoint.manifest import Manifest
 from ember_checkpoint.storage import LocalDirStorage
-from ember_checkpoint.supervisor import procs
+from ember_checkpoint.supervisor import prestage, procs
 from ember_checkpoint.supervisor.config import SupervisorConfig
 from ember_checkpoint.supervisor.metrics import SupervisorMetrics
 from ember_checkpoint.supervisor.startup import Startup, start_engine
@@ -79,7 +81,7 @@ class Supervisor:
             raise RuntimeError("no checkpoint_dir configured, or no engine running")
         t0 = time.monotonic()
         with self._checkpoint_lock, procs.children_lock:
-            criu, gpu = Criu.find(), cuda.load()
+            criu, gpu = Criu.find(network_lock=self.cfg.criu_network_lock), cuda.load()
             identity = local_identity(self.cfg.identity, criu, gpu)
             storage = LocalDirStorage(self.cfg.checkpoint_dir)
             cid = f"{identity.hash()[7:19]}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%fZ')}"
@@ -152,7 +154,19 @@ def run(cfg: SupervisorConfig) -> int:
     try:
         sup.startup = start_engine(cfg, sup.metrics)
     except Exception as e:  # the cold start failed too: exit, and let the kubelet's backoff decide
-        log.error(json.dumps({"event": "engine_start_failed", "error": f"{type(e).__name__}: {e}"[:2000]}))
+        try:  # the engine's own words, so that `kubectl logs` shows why
+            tail = (cfg.state_dir / "engine.log").read_text(errors="replace")[-3000:]
+        except OSError:
+            tail = ""
+        log.error(
+            json.dumps(
+                {
+                    "event": "engine_start_failed",
+                    "error": f"{type(e).__name__}: {e}"[:2000],
+                    "engine_log_tail": tail,
+                }
+            )
+        )
         server.shutdown()
         return 1
     status = 0
@@ -171,7 +185,12 @@ def run(cfg: SupervisorConfig) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    p = argparse.ArgumentParser(prog="ember-supervisor")
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["prestage"]:  # the warm-buffer placeholder's init container (see prestage)
+        raise SystemExit(prestage.main(argv[1:]))
+    p = argparse.ArgumentParser(
+        prog="ember-supervisor", epilog="`ember-supervisor prestage --help`: the warm buffer's pre-staging"
+    )
     p.add_argument("--config", type=Path, default=os.environ.get("EMBER_SUPERVISOR_CONFIG"))
     args = p.parse_args(argv)
     inline = os.environ.get("EMBER_SUPERVISOR_CONFIG_JSON")  # what the operator sets on replica pods
