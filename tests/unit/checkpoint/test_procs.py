@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+from pathlib import Path
 
 from ember_checkpoint.criu import process_tree
 from ember_checkpoint.supervisor import procs
@@ -34,3 +35,12 @@ def test_running_is_false_for_a_zombie_and_a_missing_pid() -> None:
     assert not procs.running(p.pid)  # exited, not yet reaped: a zombie
     p.wait()
     assert not procs.running(p.pid)
+
+
+def test_the_engine_pid_floor_only_ever_raises_the_next_pid(tmp_path: Path) -> None:
+    f = tmp_path / "ns_last_pid"
+    f.write_text("41\n")
+    assert procs.raise_next_pid(10000, f) and f.read_text() == "9999"
+    f.write_text("12345\n")
+    assert procs.raise_next_pid(10000, f) and f.read_text() == "12345\n"  # already above: untouched
+    assert not procs.raise_next_pid(10000, tmp_path / "missing")

@@ -33,6 +33,12 @@ class SupervisorConfig(BaseModel):
         description="engine gauges that must all read 0 before a dump (absent metrics count as 0)",
     )
     quiesce_timeout_s: float = 60.0
+    engine_pid_floor: int | None = Field(
+        default=10000,
+        ge=2,
+        description="as PID 1 (a container), start the engine's pids here so a new container can restore "
+        "them (procs.raise_next_pid); None: never",
+    )
     criu_network_lock: Literal["auto", "iptables", "nftables", "skip"] = Field(
         default="auto",
         description="CRIU --network-lock: auto picks iptables, else nftables, else skip (criu.choose_network_lock)",

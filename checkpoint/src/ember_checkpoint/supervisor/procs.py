@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import logging
 import os
 import signal
 import subprocess
@@ -31,11 +32,37 @@ def become_subreaper() -> None:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
 
 
-def start_engine(argv: list[str], log: Path, env: dict[str, str] | None = None) -> int:
+NS_LAST_PID = Path("/proc/sys/kernel/ns_last_pid")
+
+
+def raise_next_pid(floor: int, ns_last_pid: Path = NS_LAST_PID) -> bool:
+    """Make the next process of this pid namespace get a pid >= floor (False when not allowed).
+
+    CRIU restores the engine's tree with its dumped pids (and thread ids). In a container the
+    supervisor is PID 1 and a new container's supervisor, its threads and CRIU itself take the low
+    pids: an engine started above `floor` leaves them free, so its image restores in any new
+    container of the replica (the canary restore gets a fresh pid namespace anyway)."""
+    try:
+        if int(ns_last_pid.read_text()) >= floor - 1:
+            return True
+        ns_last_pid.write_text(str(floor - 1))
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def start_engine(
+    argv: list[str], log: Path, env: dict[str, str] | None = None, pid_floor: int | None = None
+) -> int:
     """Start the engine in its own session with stdio in a file: CRIU can dump neither a pipe to a
-    process outside the tree nor a tree whose session leader is outside it."""
+    process outside the tree nor a tree whose session leader is outside it. With `pid_floor`, its
+    pids start there (see `raise_next_pid`)."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with children_lock, open(os.devnull) as devnull, log.open("ab") as out:
+        if pid_floor is not None and not raise_next_pid(pid_floor):
+            logging.getLogger("ember.supervisor").warning(
+                f'{{"event": "engine_pid_floor_not_set", "floor": {pid_floor}, "file": "{NS_LAST_PID}"}}'
+            )
         proc = subprocess.Popen(argv, stdin=devnull, stdout=out, stderr=out, start_new_session=True, env=env)
     # Popen's own bookkeeping is dropped: the reaper owns the exit status from here on.
     proc.returncode = 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -142,7 +143,8 @@ def _try_restore(cfg: SupervisorConfig, st: Startup) -> bool:
 def _cold(cfg: SupervisorConfig, st: Startup) -> None:
     t = time.monotonic()
     st.path = "cold"
-    st.engine_pid = procs.start_engine(cfg.engine_argv, cfg.state_dir / "engine.log")
+    floor = cfg.engine_pid_floor if os.getpid() == 1 else None  # only a container's own pid space
+    st.engine_pid = procs.start_engine(cfg.engine_argv, cfg.state_dir / "engine.log", pid_floor=floor)
     st.phases_s["cold_spawn"] = time.monotonic() - t
     pid = st.engine_pid
     try:
