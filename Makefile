@@ -67,6 +67,17 @@ test-integration: setup ## integration tier: real kube-apiserver, etcd, schedule
 test: setup verify lint ## set up and run every test
 	$(RUN) pytest -q tests
 
+# ---------------------------------------------------------------- kind end-to-end tier (docs/e2e.md)
+e2e-cluster: ## kind cluster `ember-e2e` from a locally built node image (no registry; cached in ~/.cache/ember)
+	bash tests/e2e/cluster.sh up
+
+e2e-cluster-down: ## delete the kind cluster `ember-e2e`
+	bash tests/e2e/cluster.sh down
+
+e2e-smoke: venv ## smoke test on the running `ember-e2e` cluster (make e2e-cluster first)
+	bash tests/e2e/cluster.sh guard
+	$(RUN) pytest -q -m e2e tests/e2e/test_cluster_smoke.py
+
 # ---------------------------------------------------------------- benchmarks (results in docs/benchmarks.md)
 bench-reconcile: setup ## reconcile latency with 100 InferenceServices on the local control plane
 	$(RUN) python -m bench.reconcile --objects 100
