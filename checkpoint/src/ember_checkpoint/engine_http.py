@@ -82,7 +82,9 @@ def run_steps(base_url: str, steps: list[HttpStep], timeout_s: float, poll_s: fl
     for step in steps:
         while True:
             try:
-                r = httpx.request(step.method, base_url.rstrip("/") + step.path, timeout=timeout_s)
+                r = httpx.request(
+                    step.method, base_url.rstrip("/") + step.path, json=step.json_body, timeout=timeout_s
+                )
                 r.raise_for_status()
                 break
             except httpx.TransportError:

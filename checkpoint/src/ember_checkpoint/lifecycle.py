@@ -61,6 +61,19 @@ class DumpRequest:
     timeout_s: float = 600.0
 
 
+def wake_steps(sleep_level: int) -> list[HttpStep]:
+    """What a restored engine that was dumped asleep needs before it serves. Level 1 kept the weights
+    in host memory: `POST /wake_up` copies them back. Level 2 discarded them (the image holds no weights
+    at all): after the wake they are uninitialised memory, and vLLM re-reads them from the model's files
+    with `reload_weights` (dev-mode `POST /collective_rpc`); the canary of a verify catches a missing reload."""
+    if sleep_level not in (1, 2):
+        raise DumpFailed(f"sleep_level {sleep_level}: vLLM has levels 1 and 2")
+    steps = [HttpStep(method="POST", path="/wake_up")]
+    if sleep_level == 2:
+        steps.append(HttpStep(method="POST", path="/collective_rpc", json_body={"method": "reload_weights"}))
+    return steps
+
+
 def dump(
     req: DumpRequest,
     storage: Storage,
@@ -85,8 +98,8 @@ def dump(
     if req.sleep_level is not None:
         if req.engine_port is None:
             raise DumpFailed("putting the engine to sleep needs the engine's port")
+        wake = wake_steps(req.sleep_level)  # refuses an unknown level before the engine is touched
         timings.sleep_s = engine_http.sleep(f"http://127.0.0.1:{req.engine_port}", req.sleep_level)
-        wake = [HttpStep(method="POST", path="/wake_up")]
     tree = process_tree(req.pid)
     root = parse_proc_stat(Path(f"/proc/{req.pid}/stat").read_text())
     shell_job = needs_shell_job(root, tree)

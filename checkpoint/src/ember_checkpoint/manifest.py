@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -81,6 +81,9 @@ class HttpStep(BaseModel):
 
     method: Literal["GET", "POST"] = "POST"
     path: str
+    json_body: dict[str, Any] | None = Field(
+        default=None, description="JSON body, e.g. {'method': 'reload_weights'} for POST /collective_rpc"
+    )
 
 
 class Verification(BaseModel):
