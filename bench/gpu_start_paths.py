@@ -35,7 +35,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -633,13 +632,6 @@ def cmdline(pid: int) -> str:
         return "?"
 
 
-def _reload_weights() -> None:
-    """After a level-2 sleep the woken weights are uninitialised memory: vLLM reloads them from the
-    model's files (dev-mode `POST /collective_rpc`, a JSON body the manifest's HttpStep cannot carry)."""
-    r = httpx.post(f"{BASE}/collective_rpc", json={"method": "reload_weights"}, timeout=300)
-    r.raise_for_status()
-
-
 def _restores(
     name: str,
     storage: LocalDirStorage,
@@ -647,11 +639,10 @@ def _restores(
     ident: Identity,
     canary_out: str | None,
     keep_last: bool,
-    after: Callable[[], None] | None = None,
 ) -> tuple[list, int | None]:
     """RUNS restores from page cache and (EMBER_BENCH_COLD=1) one after drop_caches; with keep_last the
-    disk one goes before the last page-cache one, whose engine is left running. `after` runs once
-    lifecycle.restore returns (timed as phase `after`), inside the time to first token."""
+    disk one goes before the last page-cache one, whose engine is left running. The manifest's
+    after-restore steps (wake; at level 2 also reload_weights) run inside lifecycle.restore, phase `wake`."""
     runs, kept = [], None
     modes = ["page_cache"] * RUNS
     if os.environ.get("EMBER_BENCH_COLD", "1") == "1":
@@ -667,10 +658,6 @@ def _restores(
         )
         remember(rr.pid)
         phases = dict(rr.phases_s)
-        if after is not None:
-            t1 = time.monotonic()
-            after()
-            phases["after"] = time.monotonic() - t1
         ttft, _ = first_token(t0, 240, pid=rr.pid)
         r = {
             "mode": mode,
@@ -692,7 +679,7 @@ def _summarise(res: dict, runs: list) -> None:
     res["runs"] = runs
     res["ttft_page_cache"] = summary([r["ttft_s"] for r in runs if r["mode"] == "page_cache"])
     res["ttft_disk"] = summary([r["ttft_s"] for r in runs if r["mode"] == "disk"])
-    for ph in ("checksum", "criu_restore", "cuda_restore", "wake", "health", "after", "total"):
+    for ph in ("checksum", "criu_restore", "cuda_restore", "wake", "health", "total"):
         res[f"{ph}_page_cache"] = summary([r["phases_s"].get(ph) for r in runs if r["mode"] == "page_cache"])
         res[f"{ph}_disk"] = summary([r["phases_s"].get(ph) for r in runs if r["mode"] == "disk"])
 
@@ -829,7 +816,6 @@ def phase_chain_asleep(out: Path, level: int, name: str, keep: bool) -> dict:
             ident,
             res["dump"]["manifest"]["canary"]["output"],
             keep_last=keep,
-            after=_reload_weights if level == 2 else None,
         )
         _summarise(res, runs)
         if keep and kept:

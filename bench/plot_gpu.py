@@ -1,6 +1,7 @@
 """Bar chart of the GPU start paths (needs matplotlib), from the first session's data (cold starts,
-suspend, sleep, floor) and the second's (Ember restores, n=3 from page cache, n=1 from disk):
-python3 bench/plot_gpu.py [DATA_DIR] [DATA_DIR_B] [OUT_PNG]"""
+suspend, sleep, floor), the second's (Ember restores, n=3 from page cache, n=1 from disk) and the
+third's (level 2 with the library's own wake + reload steps):
+python3 bench/plot_gpu.py [DATA_DIR] [DATA_DIR_B] [OUT_PNG] [DATA_DIR_C]"""
 
 import json
 import sys
@@ -14,10 +15,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 data = Path(sys.argv[1] if len(sys.argv) > 1 else "docs/bench-data/gpu-2026-11-24")
 data_b = Path(sys.argv[2] if len(sys.argv) > 2 else "docs/bench-data/gpu-2026-11-24b")
 out = Path(sys.argv[3] if len(sys.argv) > 3 else "docs/benchmarks-gpu.png")
+data_c = Path(sys.argv[4] if len(sys.argv) > 4 else "docs/bench-data/gpu-2026-11-24c")
 j = {p.stem: json.loads(p.read_text()) for p in data.glob("*.json")}
 b = {p.stem: json.loads(p.read_text()) for p in data_b.glob("*.json")}
 c, s, f = j["cold"], j["suspend"], j["floor"]
 c1, c2, c3 = b["chain1"], b["chain2"], b["chain3"]
+lib3 = json.loads((data_c / "chain3.json").read_text())
 
 
 def gb(x: dict) -> str:
@@ -34,7 +37,9 @@ rows = [  # label, summary (median, min, max, n), colour
     (f"Ember restore, asleep L1\n({gb(c2)}), from disk", c2["ttft_disk"], EMBER_DISK),
     ("Ember restore, asleep L1,\npage cache (+ /wake_up)", c2["ttft_page_cache"], EMBER),
     (f"Ember restore, asleep L2\n({gb(c3)}) + reload, disk", c3["ttft_disk"], EMBER_DISK),
-    ("Ember restore, asleep L2 +\nreload, page cache", c3["ttft_page_cache"], EMBER),
+    ("Ember restore, asleep L2 +\nreload (benchmark), page cache", c3["ttft_page_cache"], EMBER),
+    (f"Ember restore, asleep L2\n({gb(lib3)}) + reload, library, disk", lib3["ttft_disk"], EMBER_DISK),
+    ("Ember restore, asleep L2 +\nreload, library, page cache", lib3["ttft_page_cache"], EMBER),
     ("suspended engine\n(driver API only)", s["suspend"]["ttft"], SUSP),
     ("suspended after\nsleep L1", s["suspend_after_sleep_l1"]["ttft"], SUSP),
     ("vLLM sleep L1 wake", j["sleep_l1"]["sleep_l1"]["ttft"], SLEEP),
