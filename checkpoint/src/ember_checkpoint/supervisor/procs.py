@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -46,9 +47,27 @@ def raise_next_pid(floor: int, ns_last_pid: Path = NS_LAST_PID) -> bool:
         if int(ns_last_pid.read_text()) >= floor - 1:
             return True
         ns_last_pid.write_text(str(floor - 1))
-    except (OSError, ValueError):
+    except OSError:
+        # Docker and containerd mount /proc/sys read-only; a fresh procfs of this pid namespace
+        # (CAP_SYS_ADMIN) has a writable one.
+        return ns_last_pid == NS_LAST_PID and _write_through_fresh_proc(floor - 1)
+    except ValueError:
         return False
     return True
+
+
+def _write_through_fresh_proc(value: int) -> bool:
+    libc = ctypes.CDLL(None, use_errno=True)
+    with tempfile.TemporaryDirectory(prefix="ember-proc-") as d:
+        if libc.mount(b"proc", d.encode(), b"proc", 0, None) != 0:
+            return False
+        try:
+            Path(d, "sys/kernel/ns_last_pid").write_text(str(value))
+            return True
+        except OSError:
+            return False
+        finally:
+            libc.umount2(d.encode(), 2)  # MNT_DETACH
 
 
 def start_engine(

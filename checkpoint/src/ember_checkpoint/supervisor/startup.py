@@ -124,6 +124,9 @@ def _try_restore(cfg: SupervisorConfig, st: Startup) -> bool:
     )
     assert plan.checkpoint_id is not None
     st.checkpoint_id, st.why = plan.checkpoint_id, plan.why
+    # The engine's stdout/stderr is this file (procs.start_engine): CRIU reopens it by path, and a new
+    # pod's state_dir is empty.
+    (cfg.state_dir / "engine.log").touch()
     with procs.children_lock:
         res = lifecycle.restore(
             plan.checkpoint_id,
