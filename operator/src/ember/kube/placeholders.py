@@ -22,12 +22,14 @@ kubelet pulls it onto the node: the replica that lands there later finds it cach
 
     ember-supervisor prestage --model URI --revision REV --cache CACHE_DIR [--checkpoints DIR]
 
-This is a documented contract of the replica image's supervisor: download the weights into
-`CACHE_DIR` (a hostPath, `PRESTAGE_CACHE`) and copy the latest *verified* checkpoint of the service's
-identity into the checkpoint directory (the hostPath the replicas mount when checkpoint.storage.type is
-hostPath), then exit 0; failures are logged and also exit 0, because a placeholder that cannot
-pre-stage still holds the GPUs. The subcommand is not implemented in this repository yet; on kwok
-nodes no container runs, so tests exercise only the pod shape.
+The replica image's supervisor implements it (checkpoint/src/ember_checkpoint/supervisor/prestage.py):
+it reads the model (a local path; `hf://` downloaded into `CACHE_DIR`, a hostPath, `PRESTAGE_CACHE`)
+and the newest *verified* checkpoint of the model in the checkpoint directory (the hostPath the
+replicas mount when checkpoint.storage.type is hostPath) into the node's page cache, prints one JSON
+line and exits 0; runtime failures are reported and also exit 0, because a placeholder that cannot
+pre-stage still holds the GPUs (only a malformed invocation exits 2). Page cache beyond the init
+container's memory limit (`PRESTAGE_RESOURCES`) is evicted while it is read. On kwok nodes no
+container runs, so the operator's tests exercise only the pod shape.
 """
 
 from __future__ import annotations
