@@ -16,6 +16,21 @@ SUPERVISOR_PORT = 8081
 # recorded as this value, so dump and restore agree without guessing the model's number.
 ENGINE_DEFAULT_MAX_LEN = 2**31 - 1
 CHECKPOINT_MOUNT = "/var/lib/ember/checkpoints"
+# What CRIU needs in the replica container, tested by dropping each (replica_image/README.md);
+# CHECKPOINT_RESTORE is what SYS_ADMIN also grants, named for runtimes that know it.
+CHECKPOINT_CAPABILITIES = [
+    "CHECKPOINT_RESTORE",
+    "SYS_ADMIN",
+    "SYS_PTRACE",
+    "NET_ADMIN",
+    "SYS_TIME",
+    "SYS_CHROOT",
+    "SETPCAP",
+    "SETUID",
+    "SETGID",
+]
+# vLLM allocates its shared-memory queues in /dev/shm (160 MiB on CPU): more than a runtime's 64 MiB
+SHM_MOUNT = "/dev/shm"
 # vLLM needs a few seconds after SIGTERM to finish streams the Service no longer routes to; the pod
 # also waits this long before SIGTERM so endpoint removal reaches every proxy first.
 PRESTOP_SLEEP_S = 5
@@ -150,6 +165,8 @@ def replica_pod(
         mounts.append({"name": "checkpoints", "mountPath": CHECKPOINT_MOUNT})
     volumes.append({"name": "state", "emptyDir": {}})
     mounts.append({"name": "state", "mountPath": STATE_MOUNT})
+    volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory"}})
+    mounts.append({"name": "dshm", "mountPath": SHM_MOUNT})
     probe = {"httpGet": {"path": "/health", "port": "http"}}
     sup = supervisor_config(name, spec, model, supervisor_port)
     container = {
@@ -177,6 +194,12 @@ def replica_pod(
         "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_SLEEP_S}}},
         "volumeMounts": mounts,
     }
+    if spec.checkpoint.enabled:  # CRIU dumps and restores the engine: only these, no privileged mode
+        container["securityContext"] = {
+            "capabilities": {"drop": ["ALL"], "add": list(CHECKPOINT_CAPABILITIES)},
+            "seccompProfile": {"type": "Unconfined"},
+            "appArmorProfile": {"type": "Unconfined"},
+        }
     pod_spec: dict[str, Any] = {
         "containers": [container],
         "volumes": volumes,
