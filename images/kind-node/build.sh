@@ -277,7 +277,10 @@ build_etcd "${ETCD_TAG%-*}"
 build_pause "$PAUSE_TAG"
 fetch_debs
 ROOTFS_IMAGE=ember/kind-node-rootfs:trixie
-bash "$repo/images/rootfs.sh" trixie "$ROOTFS_IMAGE" $KIND_NODE_ROOTFS_PACKAGES >/dev/null
+say "node root fs $ROOTFS_IMAGE (images/rootfs.sh; log: $logdir/kind-node-rootfs.log)"
+# shellcheck disable=SC2086  # the package list is word-split on purpose
+bash "$repo/images/rootfs.sh" trixie "$ROOTFS_IMAGE" $KIND_NODE_ROOTFS_PACKAGES >/dev/null 2>"$logdir/kind-node-rootfs.log" \
+  || fail "the node root fs" "$logdir/kind-node-rootfs.log"
 static_base_image
 component_images
 node_image
