@@ -57,6 +57,7 @@ COMPLETION = {"model": "m", "prompt": PROMPT, "max_tokens": 1, "temperature": 0.
 CANARY_BODY = {"model": "m", "prompt": PROMPT, "max_tokens": 8, "temperature": 0.0}
 KV_BYTES = os.environ.get("EMBER_BENCH_KV", "8G")
 RUNS = int(os.environ.get("EMBER_BENCH_RUNS", "3"))
+DISK_RUNS = int(os.environ.get("EMBER_BENCH_DISK_RUNS", "1"))  # runs after drop_caches
 
 # vLLM log lines that mark start-up phases (first match wins; its time since process start is kept).
 MARKERS = {
@@ -433,10 +434,12 @@ def phase_floor(out: Path) -> dict:
 
 def phase_cold(out: Path) -> dict:
     res: dict = {"kv_cache_bytes": KV_BYTES, "runs": []}
+    # EMBER_BENCH_WARM_RUNS (default RUNS) warm starts; EMBER_BENCH_DISK_RUNS (default 1) after drop_caches
+    warm = int(os.environ.get("EMBER_BENCH_WARM_RUNS", RUNS))
     kinds = (
         ["first"]
-        + ["warm"] * RUNS
-        + (["cold_cache"] if os.environ.get("EMBER_BENCH_COLD", "1") == "1" else [])
+        + ["warm"] * warm
+        + (["cold_cache"] * DISK_RUNS if os.environ.get("EMBER_BENCH_COLD", "1") == "1" else [])
     )
     for i, kind in enumerate(kinds):
         if kind == "cold_cache":
@@ -646,7 +649,8 @@ def _restores(
     runs, kept = [], None
     modes = ["page_cache"] * RUNS
     if os.environ.get("EMBER_BENCH_COLD", "1") == "1":
-        modes.insert(RUNS - 1 if keep_last else RUNS, "disk")
+        for _ in range(DISK_RUNS):
+            modes.insert(RUNS - 1 if keep_last else RUNS, "disk")
     for i, mode in enumerate(modes):
         if not port_free():
             raise RuntimeError("port busy before restore")

@@ -1,7 +1,7 @@
 """Bar chart of the GPU start paths (needs matplotlib), from the first session's data (cold starts,
 suspend, sleep, floor), the second's (Ember restores, n=3 from page cache, n=1 from disk) and the
 third's (level 2 with the library's own wake + reload steps):
-python3 bench/plot_gpu.py [DATA_DIR] [DATA_DIR_B] [OUT_PNG] [DATA_DIR_C]"""
+python3 bench/plot_gpu.py [DATA_DIR] [DATA_DIR_B] [OUT_PNG] [DATA_DIR_C] [DATA_DIR_D]"""
 
 import json
 import sys
@@ -21,6 +21,10 @@ b = {p.stem: json.loads(p.read_text()) for p in data_b.glob("*.json")}
 c, s, f = j["cold"], j["suspend"], j["floor"]
 c1, c2, c3 = b["chain1"], b["chain2"], b["chain3"]
 lib3 = json.loads((data_c / "chain3.json").read_text())
+# fourth call set: n=3 after drop_caches (cold start; level-2 restore through the library)
+data_d = Path(sys.argv[5] if len(sys.argv) > 5 else "docs/bench-data/gpu-2026-11-24d")
+cold_d = json.loads((data_d / "cold.json").read_text())
+lib3_disk = json.loads((data_d / "chain3.json").read_text())
 
 
 def gb(x: dict) -> str:
@@ -30,7 +34,7 @@ def gb(x: dict) -> str:
 COLD, EMBER, EMBER_DISK, SUSP, SLEEP, FLOOR = "#999999", "#d62728", "#f4a3a3", "#1f77b4", "#2ca02c", "#000000"
 rows = [  # label, summary (median, min, max, n), colour
     ("vLLM cold start,\nfirst (no compile cache)", c["first"], COLD),
-    ("vLLM cold start,\ndropped page cache", c["cold_cache"], COLD),
+    ("vLLM cold start,\ndropped page cache", cold_d["cold_cache"], COLD),
     ("vLLM cold start,\nwarm page cache", c["warm"], COLD),
     (f"Ember restore, awake\n({gb(c1)} image), from disk", c1["ttft_disk"], EMBER_DISK),
     ("Ember restore, awake,\nimage in page cache", c1["ttft_page_cache"], EMBER),
@@ -38,7 +42,7 @@ rows = [  # label, summary (median, min, max, n), colour
     ("Ember restore, asleep L1,\npage cache (+ /wake_up)", c2["ttft_page_cache"], EMBER),
     (f"Ember restore, asleep L2\n({gb(c3)}) + reload, disk", c3["ttft_disk"], EMBER_DISK),
     ("Ember restore, asleep L2 +\nreload (benchmark), page cache", c3["ttft_page_cache"], EMBER),
-    (f"Ember restore, asleep L2\n({gb(lib3)}) + reload, library, disk", lib3["ttft_disk"], EMBER_DISK),
+    (f"Ember restore, asleep L2\n({gb(lib3)}) + reload, library, disk", lib3_disk["ttft_disk"], EMBER_DISK),
     ("Ember restore, asleep L2 +\nreload, library, page cache", lib3["ttft_page_cache"], EMBER),
     ("suspended engine\n(driver API only)", s["suspend"]["ttft"], SUSP),
     ("suspended after\nsleep L1", s["suspend_after_sleep_l1"]["ttft"], SUSP),
