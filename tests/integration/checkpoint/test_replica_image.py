@@ -208,4 +208,27 @@ def test_the_replica_image_serves_checkpoints_and_restores_in_a_new_container(
     assert second.completion() == greedy
     TIMINGS["container_restore_to_answer_s"] = time.monotonic() - t2
     assert second.stop() == 0
+
+    # The warm-buffer placeholder's init container on the same node: the image's
+    # `ember-supervisor prestage` reads the model and this verified checkpoint (no extra privileges).
+    t3 = time.monotonic()
+    p = docker(
+        "run",
+        "--rm",
+        "--cap-drop=ALL",
+        "-v",
+        f"{checkpoints}:/var/lib/ember/checkpoints",
+        "--entrypoint",
+        "ember-supervisor",
+        image,
+        *("prestage", "--model", f"file://{MODEL}", "--revision", "baked"),
+        *("--cache", "/var/lib/ember/cache", "--checkpoints", "/var/lib/ember/checkpoints"),
+        timeout=300,
+    )
+    TIMINGS["container_prestage_s"] = time.monotonic() - t3
+    report = json.loads(p.stdout.strip().splitlines()[-1])
+    model, staged = report["staged"]
+    assert model["files"] >= 3 and model["skipped"] is None, report
+    assert staged["path"] == f"/var/lib/ember/checkpoints/{manifest['checkpoint_id']}", report
+    assert staged["bytes"] > 1e9 and staged["errors"] == [], report
     print(f"\nreplica image timings: {json.dumps({k: round(v, 2) for k, v in TIMINGS.items()})}")
