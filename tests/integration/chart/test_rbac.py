@@ -109,3 +109,39 @@ def test_operator_with_the_charts_service_account_reconciles_then_reports_a_remo
     assert operator.proc is not None and operator.proc.poll() is None and operator.starts == 1
     assert httpx.get(f"http://127.0.0.1:{operator.health_port}/healthz", timeout=2).status_code == 200
     assert len(kube.pods("serving.ember.dev/inferenceservice=rbac")) == 2
+
+
+def test_a_watched_namespace_losing_its_role_first_still_lets_inference_services_go(
+    cluster: LocalCluster, kube: Kube, installed: str, tmp_path: Path
+) -> None:
+    """Deleting a watched namespace removes its Role and RoleBinding along with everything else, often
+    before kopf removes its finalizer from the InferenceServices there. The chart's cluster-wide patch
+    rule on Ember's own kind lets the finalizer go; without it the namespace hangs in Terminating (seen
+    in the kind e2e test). Here the RoleBinding goes first, then the InferenceService."""
+    kc = token_kubeconfig(kube, installed, tmp_path / "sa.kubeconfig")
+    op = Operator(
+        cluster,
+        tmp_path / "operator.log",
+        kubeconfig=kc,
+        EMBER_NAMESPACES=json.dumps([kube.ns]),
+        EMBER_LEADER_ELECTION="false",  # the Lease rules live in this namespace's Role, removed below
+        EMBER_LOG_FORMAT="json",
+    ).start()
+    try:
+        op.wait_healthy()
+        kube.kubectl("apply", "-f", "-", input=yaml.safe_dump(isvc_manifest("gone", replicas=1)))
+        wait_converged(kube, "gone", 1)
+        fin = kube.kubectl("get", "inferenceservice", "gone", "-o", "jsonpath={.metadata.finalizers}").stdout
+        assert "kopf" in fin  # kopf's daemons always hold a finalizer: the case this is about
+        kube.kubectl("delete", "rolebinding", installed)
+        kube.kubectl("delete", "inferenceservice", "gone", "--wait=false")
+        eventually(
+            lambda: (
+                kube.kubectl("get", "inferenceservice", "gone", "--ignore-not-found").stdout.strip() == ""
+            ),
+            30,
+            what="the InferenceService gone although its namespace's RoleBinding went first",
+        )
+    finally:
+        op.stop()
+        print("---- operator log (tail)\n" + op.log_tail(40))
