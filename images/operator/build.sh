@@ -16,7 +16,7 @@ ctx=$(mktemp -d)
 trap 'rm -rf "$ctx"' EXIT
 "$uv" export --frozen --package ember --no-dev --no-hashes --no-emit-workspace -q -o "$ctx/requirements.txt" >&2
 "$uv" build --package ember --wheel -q -o "$ctx/wheels" >&2
-python3 -m pip download -q --only-binary=:all: --python-version 3.11 --implementation cp \
+"$uv" tool run --quiet pip download -q --only-binary=:all: --python-version 3.11 --implementation cp \
   --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 \
   --platform any -d "$ctx/wheels" -r "$ctx/requirements.txt" >&2
 cp images/operator/Dockerfile "$ctx/"

@@ -33,3 +33,6 @@ def configure(fmt: str = "json", level: int = logging.INFO) -> None:
     root = logging.getLogger()
     root.handlers[:] = [h]
     root.setLevel(level)
+    # one line per Prometheus query and per probe answered would drown the decisions (which are logged)
+    for noisy in ("httpx", "aiohttp.access"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
