@@ -206,7 +206,11 @@ def restore_argv(
     network_lock: NetworkLock = "iptables",
 ) -> list[str]:
     argv = [*criu, "restore", "-D", str(images), "-o", str(log_file), "-v4", "-d", "--pidfile", str(pidfile)]
-    argv += [*COMMON_FLAGS, "--network-lock", network_lock]
+    # --tcp-close: connections are restored closed. A replica's clients (kubelet probes, Prometheus'
+    # keep-alive scrapes, the Service's callers) connect to the pod's address, which a canary's scratch
+    # namespace and any other pod lack: restoring them open fails ("Can't bind inet socket back", seen in
+    # the kind e2e test). Closed, their clients reconnect; listening sockets are restored as they were.
+    argv += [*COMMON_FLAGS, "--tcp-close", "--network-lock", network_lock]
     if shell_job:
         argv.append("--shell-job")
     return argv
@@ -253,7 +257,8 @@ def log_tail(log_file: Path, lines: int = 25) -> str:
         text = log_file.read_text(errors="replace").splitlines()
     except OSError:
         return f"(no log at {log_file})"
-    errors = [line for line in text if line.startswith("Error")]
+    # CRIU prefixes each line with a timestamp (and a pid in restored tasks): "(00.055405) Error (...)"
+    errors = [line for line in text if "Error (" in line]
     return "\n".join(([*errors[-5:], "..."] if errors else []) + text[-lines:])
 
 

@@ -87,6 +87,8 @@ def test_dump_and_restore_argv_carry_the_flags_a_vllm_tree_needs(tmp_path: Path)
         assert {"--tcp-established", "--file-locks", "--link-remap"} <= set(argv)
     assert d[:4] == ["criu", "dump", "-t", "42"] and "--leave-running" in d and "--shell-job" not in d
     assert "-d" in r and r[r.index("--pidfile") + 1] == str(tmp_path / "p") and "--shell-job" in r
+    # clients' connections to the pod's address come back closed (they cannot be rebound elsewhere)
+    assert "--tcp-close" in r and "--tcp-close" not in d
 
 
 @pytest.mark.parametrize(
