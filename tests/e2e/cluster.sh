@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# tests/e2e/cluster.sh up|down|guard|env
+# tests/e2e/cluster.sh up|down|guard|env|forensics
 #   up     build (cached) the kind node image and create the one-node kind cluster `ember-e2e`,
 #          kubeconfig in $EMBER_E2E_KUBECONFIG (default .ember/e2e/kubeconfig), then wait for Ready
 #   down   delete it
 #   guard  exit non-zero unless that kubeconfig's current context is kind-ember-e2e
 #   env    print `export KUBECONFIG=...` and PATH lines for a shell (kind, kubectl)
+#   forensics  `kind export logs` (node journal, kubelet, containers) into .ember/e2e/forensics/kind
 # Works with no registry: every image the cluster runs is built locally (images/kind-node/build.sh).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -57,10 +58,18 @@ down() {
   rm -f "$kubeconfig"
 }
 
+forensics() {
+  local out=$repo/.ember/e2e/forensics
+  mkdir -p "$out"
+  exists && "$kind" export logs "$out/kind" --name "$name" >&2
+  say "forensics in $out (the tests write events, pods, InferenceServices and operator logs there too)"
+}
+
 case "${1:-}" in
   up) up ;;
   down) down ;;
   guard) guard ;;
+  forensics) forensics ;;
   env) echo "export KUBECONFIG=$kubeconfig"; echo "export PATH=$(dirname "$kind"):$(dirname "$kubectl"):\$PATH" ;;
   *) echo "usage: $0 up|down|guard|env" >&2; exit 2 ;;
 esac
