@@ -122,3 +122,21 @@ def test_load_gone_scales_down_after_the_delay_then_to_zero() -> None:
     assert zero and zero[0] >= 180.0 + 180.0  # only after scaleToZeroAfterSeconds without requests
     assert res.timeline[-1][1] == 0
     assert pol.log[-1].reason in ("ScaledToZero", "Hold", "AtMin")
+
+
+@pytest.mark.parametrize("every_s", [2.0, 5.0, 7.0])
+def test_scale_down_comes_after_the_delay_however_far_apart_decisions_are(every_s: float) -> None:
+    """The loop decides when it wakes (events, resync), which can be less often than
+    decisionIntervalSeconds: the delay must still end (kind e2e: 20 s delay, 2 s interval, decisions every
+    5 s held 2 replicas for ever)."""
+    sp = spec(min_replicas=1, max_replicas=4, scale_down_delay_seconds=20, decision_interval_seconds=2)
+    state, n, t, downs = settled(2, 2), 2, 0.0, []
+    low = dict(qps=0.5, qps_panic=0.5, running=0.0)
+    while t <= 60.0:
+        dec, state = decide(sp, replace(obs(n, **low), now=NOW + t), state)
+        if dec.desired_replicas < n:
+            downs.append(t)
+            n = dec.desired_replicas
+        t += every_s
+    assert downs, "never scaled down"
+    assert 20.0 - 1e-6 <= downs[0] <= 20.0 + every_s + 1e-6  # not before the delay, at most one decision after
