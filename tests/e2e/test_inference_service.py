@@ -17,7 +17,7 @@ import subprocess
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from ember_cluster.paths import Binaries
 from ember_cluster.prometheus import Prometheus, replica_pods_scrape_config
 
 from tests.e2e.conftest import NODE, ROOT, Kind
+from tests.integration.conftest import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -37,19 +38,6 @@ POD_CIDR, SERVICE_CIDR = "10.244.0.0/24", "10.96.0.0/16"  # the node image's bri
 MODEL = "/opt/ember/models/tiny-llama"  # baked into the replica image (replica_image/build.sh)
 RESULTS = ROOT / ".ember" / "e2e" / "results.json"
 FORENSICS = ROOT / ".ember" / "e2e" / "forensics"
-
-
-def eventually(check: Callable[[], Any], timeout_s: float, what: str, every_s: float = 1.0) -> Any:
-    deadline, last = time.monotonic() + timeout_s, None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-            if last:
-                return last
-        except Exception as e:  # noqa: BLE001 - the last error is reported when time runs out
-            last = e
-        time.sleep(every_s)
-    raise AssertionError(f"not true after {timeout_s:.0f}s: {what} (last: {last!r})")
 
 
 def build_image(script: str) -> str:
@@ -304,12 +292,12 @@ def test_inference_service_lifecycle_with_real_pods(scenario: Scenario, images: 
     k.k("apply", "-n", s.ns, "-f", "-", input=yaml.safe_dump(isvc(images["replica"], run_dir)))
 
     # 1. the first replica starts cold and becomes Ready; the Service answers a completion
-    eventually(lambda: [p for p in s.replicas() if s.ready(p)], 900, "a Ready replica", every_s=3)
+    eventually(lambda: [p for p in s.replicas() if s.ready(p)], 900, what="a Ready replica", every_s=3)
     s.timings["first_replica_ready_s"] = time.monotonic() - t0
     first_pod = s.replicas()[0]
     startup0 = httpx.get(f"http://{first_pod['status']['podIP']}:8081/startup", timeout=5).json()
     assert startup0["path"] == "cold", startup0  # nothing to restore yet in this run's directory
-    eventually(lambda: s.condition("Ready") == "True", 120, "InferenceService Ready=True")
+    eventually(lambda: s.condition("Ready") == "True", 120, what="InferenceService Ready=True", every_s=1)
     svc_ip = s.get("service", "chat")["spec"]["clusterIP"]
     url = f"http://{svc_ip}/v1/completions"
     r = httpx.post(
@@ -320,12 +308,17 @@ def test_inference_service_lifecycle_with_real_pods(scenario: Scenario, images: 
 
     # 2. Prometheus scrapes vLLM's metrics with the labels the autoscaler selects by
     sel = f'namespace="{s.ns}",inferenceservice="chat"'
-    eventually(lambda: s.query(f"vllm:num_requests_running{{{sel}}}"), 120, "vLLM series in Prometheus")
-    eventually(lambda: s.query(f"up{{{sel}}} == 1"), 60, "replica targets up")
+    eventually(
+        lambda: s.query(f"vllm:num_requests_running{{{sel}}}"),
+        120,
+        what="vLLM series in Prometheus",
+        every_s=1,
+    )
+    eventually(lambda: s.query(f"up{{{sel}}} == 1"), 60, what="replica targets up", every_s=1)
 
     # 3. the operator checkpoints the warm replica (CRIU dump, canary restore, publish)
     t1 = time.monotonic()
-    eventually(lambda: s.condition("CheckpointReady") == "True", 600, "CheckpointReady=True", every_s=3)
+    eventually(lambda: s.condition("CheckpointReady") == "True", 600, what="CheckpointReady=True", every_s=3)
     s.timings["checkpoint_s"] = time.monotonic() - t1
     cp = s.isvc()["status"]["checkpoint"]
     assert cp["verified"] and cp["sizeBytes"] > 0, cp
@@ -338,20 +331,25 @@ def test_inference_service_lifecycle_with_real_pods(scenario: Scenario, images: 
         new = eventually(
             lambda: [p for p in s.replicas() if p["metadata"]["name"] not in first],
             180,
-            "a scale-up",
+            what="a scale-up",
             every_s=1,
         )[0]
         s.timings["load_to_scale_up_s"] = time.monotonic() - t2
         name = new["metadata"]["name"]
         assert new["metadata"]["annotations"]["serving.ember.dev/start-path"] == "restore", new["metadata"]
         t3 = time.monotonic()
-        new = eventually(lambda: s.ready(p := s.get("pod", name)) and p, 300, f"{name} Ready", every_s=0.5)
+        new = eventually(
+            lambda: s.ready(p := s.get("pod", name)) and p, 300, what=f"{name} Ready", every_s=0.5
+        )
         s.timings["restored_replica_ready_s"] = time.monotonic() - t3
         # the kubelet sees the restored engine's /health before the supervisor has finished its own
         # bookkeeping (the restore's last phases): wait for the supervisor's record
         sup = f"http://{new['status']['podIP']}:8081/startup"
         startup = eventually(
-            lambda: (st := httpx.get(sup, timeout=5).json())["path"] != "pending" and st, 120, "/startup"
+            lambda: (st := httpx.get(sup, timeout=5).json())["path"] != "pending" and st,
+            120,
+            what="/startup",
+            every_s=1,
         )
         assert startup["path"] == "restore", startup
         s.timings["restore_phases"] = startup.get("phases_s", startup)
@@ -359,7 +357,7 @@ def test_inference_service_lifecycle_with_real_pods(scenario: Scenario, images: 
         eventually(
             lambda: s.query(f'sum(vllm:request_success_total{{{sel},pod="{name}"}}) > 0'),
             120,
-            f"{name} answering requests",
+            what=f"{name} answering requests",
         )
     assert load.counts["failed"] == 0, load.errors[:5]
     scaled_up_ok = load.counts["ok"]
@@ -367,7 +365,7 @@ def test_inference_service_lifecycle_with_real_pods(scenario: Scenario, images: 
     # 5. load drops to one request at a time: scale-down drains a replica; no request is lost
     with Load(url, workers=1, max_tokens=16, pause_s=1.0) as trickle:
         t4 = time.monotonic()
-        eventually(lambda: len(s.replicas()) == 1, 240, "scale-down to 1 replica", every_s=2)
+        eventually(lambda: len(s.replicas()) == 1, 240, what="scale-down to 1 replica", every_s=2)
         s.timings["load_drop_to_scale_down_s"] = time.monotonic() - t4
         time.sleep(5)  # requests keep flowing to the one left
     assert trickle.counts["failed"] == 0, trickle.errors[:5]
@@ -383,5 +381,5 @@ def test_inference_service_lifecycle_with_real_pods(scenario: Scenario, images: 
 
     # 6. deleting the InferenceService removes its pods and Service
     k.k("delete", "inferenceservice", "chat", "-n", s.ns, "--wait=true", timeout=300)
-    eventually(lambda: not s.replicas(), 180, "replica pods gone")
+    eventually(lambda: not s.replicas(), 180, what="replica pods gone", every_s=1)
     assert k.k("get", "service", "chat", "-n", s.ns, "--ignore-not-found").strip() == ""
