@@ -139,4 +139,5 @@ def test_scale_down_comes_after_the_delay_however_far_apart_decisions_are(every_
             n = dec.desired_replicas
         t += every_s
     assert downs, "never scaled down"
-    assert 20.0 - 1e-6 <= downs[0] <= 20.0 + every_s + 1e-6  # not before the delay, at most one decision after
+    # not before the delay, and at most one decision after it
+    assert 20.0 - 1e-6 <= downs[0] <= 20.0 + every_s + 1e-6
