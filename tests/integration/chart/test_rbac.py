@@ -38,20 +38,25 @@ def installed(kube: Kube, helm: Helm) -> Iterator[str]:
     helm("uninstall", kube.ns, "-n", kube.ns, "--ignore-not-found", check=False)
 
 
+def chart_operator(cluster: LocalCluster, kube: Kube, installed: str, tmp_path: Path, **env: str) -> Operator:
+    """The operator with a token of the chart's ServiceAccount and what the chart's Deployment sets."""
+    kc = token_kubeconfig(kube, installed, tmp_path / "sa.kubeconfig")
+    # the chart's default log format; the text format drops the error detail
+    base = {"EMBER_NAMESPACES": json.dumps([kube.ns]), "EMBER_LOG_FORMAT": "json"}
+    return Operator(cluster, tmp_path / "operator.log", kubeconfig=kc, **(base | env)).start()
+
+
 @pytest.fixture
 def operator(cluster: LocalCluster, kube: Kube, installed: str, tmp_path: Path) -> Iterator[Operator]:
-    kc = token_kubeconfig(kube, installed, tmp_path / "sa.kubeconfig")
-    op = Operator(
+    op = chart_operator(
         cluster,
-        tmp_path / "operator.log",
-        kubeconfig=kc,
-        # What the chart's Deployment sets (EMBER_* from values), for this install.
-        EMBER_NAMESPACES=json.dumps([kube.ns]),
+        kube,
+        installed,
+        tmp_path,
         EMBER_LEADER_ELECTION="true",
         EMBER_LEADER_ELECTION_NAMESPACE=kube.ns,
         EMBER_LEADER_ELECTION_LEASE_DURATION_SECONDS="3",
-        EMBER_LOG_FORMAT="json",  # the chart's default; the text format drops the error detail
-    ).start()
+    )
     yield op
     op.stop()
     print("---- operator log (tail)\n" + op.log_tail(60))
@@ -118,15 +123,8 @@ def test_a_watched_namespace_losing_its_role_first_still_lets_inference_services
     before kopf removes its finalizer from the InferenceServices there. The chart's cluster-wide patch
     rule on Ember's own kind lets the finalizer go; without it the namespace hangs in Terminating (seen
     in the kind e2e test). Here the RoleBinding goes first, then the InferenceService."""
-    kc = token_kubeconfig(kube, installed, tmp_path / "sa.kubeconfig")
-    op = Operator(
-        cluster,
-        tmp_path / "operator.log",
-        kubeconfig=kc,
-        EMBER_NAMESPACES=json.dumps([kube.ns]),
-        EMBER_LEADER_ELECTION="false",  # the Lease rules live in this namespace's Role, removed below
-        EMBER_LOG_FORMAT="json",
-    ).start()
+    # the Lease rules live in this namespace's Role, which goes below: no leader election here
+    op = chart_operator(cluster, kube, installed, tmp_path, EMBER_LEADER_ELECTION="false")
     try:
         op.wait_healthy()
         kube.kubectl("apply", "-f", "-", input=yaml.safe_dump(isvc_manifest("gone", replicas=1)))

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from ember.kube.builders import CHECKPOINT_CAPABILITIES
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 
@@ -32,19 +33,8 @@ COMPLETION = {"model": "tiny", "prompt": "w1 w2 w3 w4 w5", "max_tokens": 16, "te
 # the canary's loopback. seccomp and AppArmor would refuse CRIU's ptrace/namespace syscalls.
 RUN_FLAGS = [
     "--cap-drop=ALL",
-    *(
-        f"--cap-add={c}"
-        for c in (
-            "SYS_ADMIN",
-            "SYS_PTRACE",
-            "NET_ADMIN",
-            "SYS_TIME",
-            "SYS_CHROOT",
-            "SETPCAP",
-            "SETUID",
-            "SETGID",
-        )
-    ),
+    # exactly the set the operator gives replica pods: this test is what proves each one is needed
+    *(f"--cap-add={c}" for c in CHECKPOINT_CAPABILITIES),
     "--security-opt=seccomp=unconfined",
     "--security-opt=apparmor=unconfined",
     "--shm-size=1g",  # vLLM's shared-memory queues need more than Docker's 64 MiB default
