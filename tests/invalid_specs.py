@@ -1,7 +1,8 @@
-"""Invalid InferenceService specs and the field each must be refused on.
+"""Invalid InferenceService specs and names, the field each must be refused on, and valid ones.
 
-Shared by the unit tier (the pydantic models refuse each one) and the integration tier (the real API
-server refuses each one at `kubectl apply`, with a message naming the field): the two must agree.
+Shared by the unit tier (the pydantic models refuse each one, located at the same field) and the
+integration tier (the real API server refuses each one at `kubectl apply`, with a message naming the
+field): the two must agree. `ACCEPTED` and `ACCEPTED_NAMES` are their counterparts that must pass both.
 """
 
 from __future__ import annotations
@@ -118,4 +119,199 @@ CASES: list[tuple[str, dict[str, Any], tuple[str, ...]]] = [
         ("spec.checkpoint.restorePolicy", "Unsupported value"),
     ),
     ("typo-in-field-name", {"replica": 3}, ('unknown field "spec.replica"',)),
+    # ---- model.uri: paths out of the claim or the image, schemes in a sentence
+    ("uri-pvc-dotdot", {"model": {"uri": "pvc://claim/../../x"}}, ("spec.model.uri", "'..' path segments")),
+    (
+        "uri-file-dotdot",
+        {"model": {"uri": "file:///models/../../etc/shadow"}},
+        ("spec.model.uri", "'..' path segments"),
+    ),
+    ("uri-pvc-dotdot-at-end", {"model": {"uri": "pvc://claim/models/.."}}, ("spec.model.uri", "'..'")),
+    (
+        "uri-unknown-scheme-in-a-sentence",
+        {"model": {"uri": "ftp://host/model"}},
+        ("spec.model.uri", "unknown scheme 'ftp'; use hf://org/name", "pvc://claim/path", "file:///path"),
+    ),
+    (
+        "uri-without-scheme",
+        {"model": {"uri": "meta-llama/Llama-3.1-8B"}},
+        ("spec.model.uri", "no scheme; use hf://org/name"),
+    ),
+    (
+        "uri-hf-three-parts",
+        {"model": {"uri": "hf://org/name/extra"}},
+        ("spec.model.uri", "hf:// takes a Hugging Face repository id, org/name"),
+    ),
+    (
+        "uri-pvc-without-claim",
+        {"model": {"uri": "pvc:///models"}},
+        ("spec.model.uri", "pvc:// takes a claim"),
+    ),
+    (
+        "uri-file-relative",
+        {"model": {"uri": "file://models/llama"}},
+        ("spec.model.uri", "file:// takes an absolute path"),
+    ),
+    ("uri-too-long", {"model": {"uri": "hf://org/" + "m" * 520}}, ("spec.model.uri", "Too long")),
+    ("revision-empty", {"model": {"revision": ""}}, ("spec.model.revision", "a branch, tag or commit")),
+    ("revision-dotdot", {"model": {"revision": "../../../x"}}, ("spec.model.revision", "no '..'")),
+    ("revision-with-space", {"model": {"revision": "main branch"}}, ("spec.model.revision", "no spaces")),
+    # ---- quantities Kubernetes would refuse at pod creation, or that make no pod that works
+    ("cpu-negative", {"resources": {"cpu": "-4"}}, ("spec.resources.cpu", "must be a quantity of 0 or more")),
+    ("cpu-negative-integer", {"resources": {"cpu": -4}}, ("spec.resources.cpu", "quantity of 0 or more")),
+    ("cpu-with-a-word", {"resources": {"cpu": "4 cores"}}, ("spec.resources.cpu", "must be a quantity")),
+    ("cpu-boolean", {"resources": {"cpu": True}}, ("spec.resources.cpu",)),
+    (
+        "memory-two-dots",
+        {"resources": {"memory": "1.2.3Gi"}},
+        ("spec.resources.memory", "must be a quantity"),
+    ),
+    ("memory-lowercase-unit", {"resources": {"memory": "16gi"}}, ("spec.resources.memory", "Gi, not gi")),
+    ("memory-zero", {"resources": {"memory": "0"}}, ("spec.resources.memory", "more than 0")),
+    ("memory-negative", {"resources": {"memory": "-1Gi"}}, ("spec.resources.memory", "more than 0")),
+    # ---- podMetadata: only valid labels and annotations, none of Ember's own keys
+    (
+        "label-key-with-space",
+        {"podMetadata": {"labels": {"my team": "ml"}}},
+        ("spec.podMetadata.labels", "label key 'my team' is not valid"),
+    ),
+    (
+        "label-key-starting-with-dash",
+        {"podMetadata": {"labels": {"-team": "ml"}}},
+        ("spec.podMetadata.labels", "label key '-team' is not valid"),
+    ),
+    (
+        "label-key-name-too-long",
+        {"podMetadata": {"labels": {"example.com/" + "k" * 64: "v"}}},
+        ("spec.podMetadata.labels", "is not valid"),
+    ),
+    (
+        "label-key-uppercase-prefix",
+        {"podMetadata": {"labels": {"Example.com/team": "ml"}}},
+        ("spec.podMetadata.labels", "is not valid"),
+    ),
+    (
+        "label-value-with-space",
+        {"podMetadata": {"labels": {"team": "machine learning"}}},
+        ("spec.podMetadata.labels[team]", "must be a label value"),
+    ),
+    (
+        "label-value-too-long",
+        {"podMetadata": {"labels": {"team": "v" * 64}}},
+        ("spec.podMetadata.labels.team", "Too long"),
+    ),
+    (
+        "label-value-ending-with-dot",
+        {"podMetadata": {"labels": {"version": "1.0."}}},
+        ("spec.podMetadata.labels[version]", "must be a label value"),
+    ),
+    (
+        "label-key-of-ember",
+        {"podMetadata": {"labels": {"serving.ember.dev/serving": "false"}}},
+        ("spec.podMetadata.labels", "label key 'serving.ember.dev/serving' is Ember's own"),
+    ),
+    (
+        "label-instance-of-ember",
+        {"podMetadata": {"labels": {"app.kubernetes.io/instance": "other"}}},
+        ("spec.podMetadata.labels", "is Ember's own"),
+    ),
+    (
+        "labels-too-many",
+        {"podMetadata": {"labels": {f"l{i}": "v" for i in range(33)}}},
+        ("spec.podMetadata.labels", "must have at most 32 items"),
+    ),
+    (
+        "annotation-key-invalid",
+        {"podMetadata": {"annotations": {"note:": "x"}}},
+        ("spec.podMetadata.annotations", "annotation key 'note:' is not valid"),
+    ),
+    (
+        "annotation-drain-mark",
+        {"podMetadata": {"annotations": {"serving.ember.dev/drain-started": "2026-01-01T00:00:00Z"}}},
+        ("spec.podMetadata.annotations", "annotation key 'serving.ember.dev/drain-started' is Ember's own"),
+    ),
+    # ---- engine: an image the kubelet can parse; no flag or variable that fights Ember's own
+    (
+        "image-with-space",
+        {"engine": {"image": "vllm/vllm-openai: v0.25.1"}},
+        ("spec.engine.image", "not an image reference"),
+    ),
+    ("image-uppercase", {"engine": {"image": "vllm/vLLM-openai:latest"}}, ("spec.engine.image", "lowercase")),
+    (
+        "args-set-the-port",
+        {"engine": {"args": ["--enforce-eager", "--port", "9000"]}},
+        ("spec.engine.args", "must not repeat the flags Ember sets", "engine.port"),
+    ),
+    (
+        "args-set-the-model-with-equals",
+        {"engine": {"args": ["--model=/other"]}},
+        ("spec.engine.args", "must not repeat the flags"),
+    ),
+    ("args-set-tp-short", {"engine": {"args": ["-tp", "2"]}}, ("spec.engine.args", "--tensor-parallel-size")),
+    ("args-underscore-flag", {"engine": {"args": ["--max_model_len=4096"]}}, ("spec.engine.args",)),
+    (
+        "env-ember-reserved",
+        {"engine": {"env": [{"name": "EMBER_SUPERVISOR_CONFIG_JSON", "value": "{}"}]}},
+        ("spec.engine.env[0].name", "names starting with EMBER_ are set by Ember"),
+    ),
+    # ---- priority classes
+    (
+        "priority-class-with-space",
+        {"resources": {"priorityClassName": "Ember Serving"}},
+        ("spec.resources.priorityClassName", "must be a PriorityClass name"),
+    ),
+    (
+        "buffer-priority-equal-to-serving",
+        {"warmBuffer": {"enabled": True, "priorityClassName": "ember-serving"}},
+        ("spec.warmBuffer.priorityClassName", "must differ from resources.priorityClassName"),
+    ),
+]
+
+# (id, metadata.name, substrings the API server's message must contain); the spec is BASE
+NAME_CASES: list[tuple[str, str, tuple[str, ...]]] = [
+    ("name-74-characters", "a" * 74, ("metadata.name", "at most 50 characters")),
+    ("name-51-characters", "a" * 51, ("metadata.name", "at most 50 characters")),
+    ("name-with-dots", "llama.3", ("metadata.name", "no dots", "Service")),
+    ("name-starting-with-digit", "3b-chat", ("metadata.name", "starting with a letter")),
+    ("name-ending-in-buffer", "chat-buffer", ("metadata.name", "must not end in '-buffer'")),
+]
+
+# (id, patch over BASE): valid specs that both must accept, and the API server store as the models hold
+ACCEPTED: list[tuple[str, dict[str, Any]]] = [
+    ("cpu-integer", {"resources": {"cpu": 4}}),
+    ("cpu-millicores", {"resources": {"cpu": "500m"}}),
+    ("cpu-fraction-string", {"resources": {"cpu": "0.5"}}),
+    ("cpu-zero", {"resources": {"cpu": "0"}}),
+    ("memory-gi", {"resources": {"memory": "16Gi"}}),
+    ("memory-fraction", {"resources": {"memory": "1.5Gi"}}),
+    ("memory-exponent", {"resources": {"memory": "129e6"}}),
+    ("uri-pvc-dots-inside-a-name", {"model": {"uri": "pvc://models.shared/llama..v2/weights"}}),
+    ("uri-pvc-claim-only", {"model": {"uri": "pvc://models"}}),
+    ("uri-file", {"model": {"uri": "file:///models/./qwen2.5-0.5b"}}),
+    ("revision-pr-ref", {"model": {"revision": "refs/pr/1"}}),
+    ("revision-commit", {"model": {"revision": "0123456789abcdef0123456789abcdef01234567"}}),
+    (
+        "labels-and-annotations",
+        {
+            "podMetadata": {
+                "labels": {"team": "ml", "example.com/cost-center": "a_b.c-1", "empty": ""},
+                "annotations": {"example.com/owner": "Jane Doe <jane@example.com>", "note": ""},
+            }
+        },
+    ),
+    (
+        "image-with-registry-port-and-digest",
+        {"engine": {"image": "registry.local:5000/ember/replica@sha256:" + "a" * 64}},
+    ),
+    ("image-tag", {"engine": {"image": "vllm/vllm-openai:v0.25.1-cu128"}}),
+    (
+        "args-other-flags",
+        {"engine": {"args": ["--enforce-eager", "--gpu-memory-utilization=0.85", "--model-impl", "vllm"]}},
+    ),
+    ("buffer-own-priority", {"warmBuffer": {"enabled": True, "priorityClassName": "team-buffer"}}),
+]
+ACCEPTED_NAMES: list[tuple[str, str]] = [
+    ("name-50-characters", "a" * 50),
+    ("name-with-digits-and-dashes", "llama-3-8b-instruct"),
+    ("name-buffer-inside", "buffered-chat"),
 ]

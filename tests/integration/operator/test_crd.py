@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 import yaml
-from ember.api.v1alpha1 import GROUP, PLURAL, VERSION, InferenceServiceSpec
+from ember.api.v1alpha1 import GROUP, PLURAL, VERSION, InferenceService, InferenceServiceSpec
 from ember_cluster import LocalCluster
 
 from tests.integration.conftest import Kube, eventually
-from tests.invalid_specs import BASE, CASES, merge
+from tests.invalid_specs import ACCEPTED, ACCEPTED_NAMES, BASE, CASES, NAME_CASES, merge
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -47,6 +47,44 @@ def test_api_server_refuses_invalid_spec_naming_the_field(
         assert fragment in r.stderr, r.stderr
     # nothing was stored
     assert "NotFound" in kube.kubectl("get", "eis", "bad", check=False).stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "expect"), [(c[1], c[2]) for c in NAME_CASES], ids=[c[0] for c in NAME_CASES]
+)
+def test_api_server_refuses_a_name_ember_cannot_derive_pods_and_a_service_from(
+    kube: Kube, name: str, expect: tuple[str, ...]
+) -> None:
+    r = kube.kubectl("apply", "-f", "-", input=isvc(name, BASE), check=False)
+    assert r.returncode != 0, f"accepted: {r.stdout}"
+    for fragment in expect:
+        assert fragment in r.stderr, r.stderr
+    assert kube.kubectl("get", "eis", "-o", "name").stdout.strip() == ""
+
+
+@pytest.mark.parametrize("patch", [c[1] for c in ACCEPTED], ids=[c[0] for c in ACCEPTED])
+def test_api_server_accepts_valid_specs_as_the_models_read_them(kube: Kube, patch: dict[str, Any]) -> None:
+    spec = merge(BASE, patch)
+    kube.kubectl("apply", "-f", "-", input=isvc("ok", spec))
+    stored = kube.custom.get_namespaced_custom_object(GROUP, VERSION, kube.ns, PLURAL, "ok")
+    assert InferenceServiceSpec.model_validate(stored["spec"]) == InferenceServiceSpec.model_validate(spec)
+
+
+@pytest.mark.parametrize("name", [c[1] for c in ACCEPTED_NAMES], ids=[c[0] for c in ACCEPTED_NAMES])
+def test_api_server_accepts_valid_names(kube: Kube, name: str) -> None:
+    kube.kubectl("apply", "-f", "-", input=isvc(name, BASE))
+    stored = kube.custom.get_namespaced_custom_object(GROUP, VERSION, kube.ns, PLURAL, name)
+    InferenceService.model_validate(stored)
+
+
+def test_generated_name_is_checked_after_it_is_generated(kube: Kube) -> None:
+    """generateName adds 5 characters before validation: 46 + 5 passes 50 only if CEL sees the result."""
+    body = yaml.safe_load(isvc("x", BASE))
+    body["metadata"] = {"generateName": "g" * 46}
+    r = kube.kubectl("create", "-f", "-", input=yaml.safe_dump(body), check=False)
+    assert r.returncode != 0 and "at most 50 characters" in r.stderr, r.stdout + r.stderr
+    body["metadata"] = {"generateName": "g" * 45}
+    kube.kubectl("create", "-f", "-", input=yaml.safe_dump(body))
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "examples").glob("*.yaml")), ids=lambda p: p.stem)

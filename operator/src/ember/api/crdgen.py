@@ -45,6 +45,8 @@ class _Converter:
         s = dict(s)
         desc = s.pop("description", None)
         s.pop("title", None)
+        # rules of a field's own type (`Cel(...)`) sit beside a `$ref` or an `anyOf`
+        field_rules = s.pop("x-kubernetes-validations", []) if "$ref" in s or "anyOf" in s else []
         if "$ref" in s:
             name = s.pop("$ref").rsplit("/", 1)[-1]
             out = self.convert(self.defs[name])
@@ -61,6 +63,8 @@ class _Converter:
         else:
             out = self._leaf_or_object(s)
             s = {}
+        if field_rules:
+            out["x-kubernetes-validations"] = [*out.get("x-kubernetes-validations", []), *field_rules]
         if "default" in s:
             out["default"] = s["default"]
         if "default" in out and (out["default"] is None or not self.keep_defaults):
@@ -83,7 +87,8 @@ class _Converter:
             # (0 passes `minimum: 0.5`): a CEL rule enforces the real bound whatever the value's type.
             m = s["minimum"]
             s["x-kubernetes-validations"] = [
-                {"rule": f"self >= {m}", "message": f"must be greater than or equal to {m}"}
+                {"rule": f"self >= {m}", "message": f"must be greater than or equal to {m}"},
+                *s.get("x-kubernetes-validations", []),
             ]
         if "const" in s:
             s["enum"] = [s.pop("const")]
@@ -156,10 +161,22 @@ def inference_service_crd() -> dict[str, Any]:
         "properties": {
             "apiVersion": {"type": "string", "description": "serving.ember.dev/v1alpha1"},
             "kind": {"type": "string", "description": "InferenceService"},
-            "metadata": {"type": "object"},
+            # declared so that the name rules below can point at it (fieldPath); the API server
+            # allows a CRD to say this much about metadata (name, generateName) and no more
+            "metadata": {
+                "type": "object",
+                "properties": {
+                    "name": {
+                        "type": "string",
+                        "description": "Also the Service's name and the prefix of every pod's name.",
+                    }
+                },
+            },
             "spec": spec,
             "status": _status_schema(),
         },
+        # rules on metadata.name: CEL can read it only from the root of a CRD's schema
+        "x-kubernetes-validations": [r.to_schema() for r in v.InferenceService.__cel__],
     }
     col = [
         ("Model", "string", ".spec.model.uri", 0),

