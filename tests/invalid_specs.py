@@ -35,7 +35,11 @@ CASES: list[tuple[str, dict[str, Any], tuple[str, ...]]] = [
     ("uri-hf-without-org", {"model": {"uri": "hf://llama"}}, ("spec.model.uri",)),
     ("uri-pvc-uppercase-claim", {"model": {"uri": "pvc://Models/x"}}, ("spec.model.uri",)),
     ("uri-with-space", {"model": {"uri": "file:///a b"}}, ("spec.model.uri",)),
-    ("served-name-with-space", {"model": {"servedName": "my model"}}, ("spec.model.servedName",)),
+    (
+        "served-name-with-space",
+        {"model": {"servedName": "my model"}},
+        ("spec.model.servedName", "the name clients send as `model`"),
+    ),
     ("replicas-negative", {"replicas": -1}, ("spec.replicas",)),
     ("replicas-wrong-type", {"replicas": "three"}, ("spec.replicas", "integer")),
     (
@@ -88,7 +92,11 @@ CASES: list[tuple[str, dict[str, Any], tuple[str, ...]]] = [
     ("unknown-dtype", {"engine": {"dtype": "int4"}}, ("spec.engine.dtype", "Unsupported value")),
     ("port-privileged", {"engine": {"port": 80}}, ("spec.engine.port",)),
     ("max-model-len-tiny", {"engine": {"maxModelLen": 4}}, ("spec.engine.maxModelLen",)),
-    ("env-bad-name", {"engine": {"env": [{"name": "1BAD", "value": "x"}]}}, ("spec.engine.env[0].name",)),
+    (
+        "env-bad-name",
+        {"engine": {"env": [{"name": "1BAD", "value": "x"}]}},
+        ("spec.engine.env[0].name", "a variable name"),
+    ),
     ("memory-not-a-quantity", {"resources": {"memory": "lots"}}, ("spec.resources.memory",)),
     ("gpu-type-with-space", {"resources": {"gpuType": "H100 80GB"}}, ("spec.resources.gpuType",)),
     (
@@ -161,6 +169,8 @@ CASES: list[tuple[str, dict[str, Any], tuple[str, ...]]] = [
     ("cpu-negative-integer", {"resources": {"cpu": -4}}, ("spec.resources.cpu", "quantity of 0 or more")),
     ("cpu-with-a-word", {"resources": {"cpu": "4 cores"}}, ("spec.resources.cpu", "must be a quantity")),
     ("cpu-boolean", {"resources": {"cpu": True}}, ("spec.resources.cpu",)),
+    # a fraction must be a string ("0.5" or 500m): the schema takes an integer or a string
+    ("cpu-fraction-as-a-number", {"resources": {"cpu": 0.5}}, ("spec.resources.cpu", "integer,string")),
     (
         "memory-two-dots",
         {"resources": {"memory": "1.2.3Gi"}},

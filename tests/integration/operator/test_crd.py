@@ -3,6 +3,7 @@ exactly as the models default them; printer columns; `kubectl scale` through the
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -65,7 +66,8 @@ def test_api_server_refuses_a_name_ember_cannot_derive_pods_and_a_service_from(
 @pytest.mark.parametrize("patch", [c[1] for c in ACCEPTED], ids=[c[0] for c in ACCEPTED])
 def test_api_server_accepts_valid_specs_as_the_models_read_them(kube: Kube, patch: dict[str, Any]) -> None:
     spec = merge(BASE, patch)
-    kube.kubectl("apply", "-f", "-", input=isvc("ok", spec))
+    # as JSON: in YAML an unquoted 129e6 is a number, which kubectl would send as 129000000
+    kube.kubectl("apply", "-f", "-", input=json.dumps(yaml.safe_load(isvc("ok", spec))))
     stored = kube.custom.get_namespaced_custom_object(GROUP, VERSION, kube.ns, PLURAL, "ok")
     assert InferenceServiceSpec.model_validate(stored["spec"]) == InferenceServiceSpec.model_validate(spec)
 

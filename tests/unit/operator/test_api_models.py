@@ -18,6 +18,10 @@ from tests.invalid_specs import ACCEPTED, ACCEPTED_NAMES, BASE, CASES, NAME_CASE
 ROOT = Path(__file__).resolve().parents[3]
 
 
+# what the API server's structural schema says in its own words (pydantic words these differently)
+SCHEMA_WORDS = ("Required", "Too long", "Unsupported value", "integer", "integer,string")
+
+
 def _fields(e: ValidationError) -> set[str]:
     """The fields the errors are about, as the API server names them (spec.engine.env[0].name); a
     model-level rule names its field in parentheses at the end of its message."""
@@ -42,12 +46,9 @@ def test_models_refuse_every_spec_the_api_server_refuses_at_the_same_field(
     # the API server writes a map's key in brackets (labels[team]), pydantic as a part of the path
     named = re.sub(r"\[([^\]0-9][^\]]*)\]", r".\1", field.group(0))
     assert named in _fields(e.value), e.value
-    # the sentence the API server shows is the models' too (schema-level ones like "Required" aside)
+    # the sentence the API server shows is the models' too (the schema's own words aside)
     for fragment in expect[1:]:
-        if (
-            fragment not in ("Required", "Too long", "Unsupported value", "integer")
-            and "items" not in fragment
-        ):
+        if fragment not in SCHEMA_WORDS and "items" not in fragment:
             assert fragment in str(e.value), (fragment, str(e.value))
 
 
@@ -158,3 +159,36 @@ def test_no_validation_list_has_duplicate_rules() -> None:
     for rules in lists(crdgen.inference_service_crd()):
         keys = [r["rule"] for r in rules]
         assert len(keys) == len(set(keys)), keys
+
+
+def _unbounded(schema: dict[str, Any], path: str) -> list[str]:
+    t, out = schema.get("type"), []
+    if t == "string" and "maxLength" not in schema and "enum" not in schema:
+        out.append(path)
+    if schema.get("x-kubernetes-int-or-string") and "maxLength" not in schema:
+        out.append(path)
+    if t == "array" and "maxItems" not in schema:
+        out.append(path)
+    if isinstance(schema.get("additionalProperties"), dict) and "maxProperties" not in schema:
+        out.append(path)
+    for k, sub in schema.get("properties", {}).items():
+        out += _unbounded(sub, f"{path}.{k}")
+    for key in ("items", "additionalProperties"):
+        if isinstance(schema.get(key), dict):
+            out += _unbounded(schema[key], f"{path}[]")
+    return out
+
+
+def test_every_string_list_and_map_of_the_spec_is_bounded() -> None:
+    """The API server refuses a CRD whose CEL rules could cost more than its budget on the largest
+    object the schema allows; an unbounded string or list under a rule is what makes that happen."""
+    crd = crdgen.inference_service_crd()
+    spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    assert _unbounded(spec, "spec") == []
+
+
+def test_the_docs_count_the_invalid_specs_there_are() -> None:
+    n = len(CASES) + len(NAME_CASES)
+    for doc in ("README.md", "ARCHITECTURE.md"):
+        counts = re.findall(r"(\d+) (?:invalid|refused) specs", (ROOT / doc).read_text())
+        assert counts and all(int(c) == n for c in counts), (doc, counts, n)

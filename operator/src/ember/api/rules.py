@@ -233,3 +233,16 @@ PRIORITY_CLASS_RULE = CelRule(
     "must be a PriorityClass name: lowercase letters, digits, '-' and '.', e.g. ember-serving",
     matches(DNS_SUBDOMAIN),
 )
+_SERVED_NAME = r"[A-Za-z0-9][A-Za-z0-9._/-]*"
+SERVED_NAME_RULE = CelRule(
+    cel_matches("self", _SERVED_NAME),
+    "the name clients send as `model`: letters, digits and . _ / -, starting with a letter or digit, "
+    "no spaces, e.g. llama-3-8b or meta-llama/Llama-3.1-8B",
+    matches(_SERVED_NAME),
+)
+_ENV_NAME = r"[A-Za-z_][A-Za-z0-9_.-]*"
+ENV_NAME_RULE = CelRule(
+    cel_matches("self", _ENV_NAME),
+    "a variable name: letters, digits, '_', '.' and '-', not starting with a digit, no spaces or '='",
+    matches(_ENV_NAME),
+)

@@ -34,7 +34,7 @@ class ModelSource(EmberModel):
     """Location of the weights: hf://org/name, pvc://claim/path or file:///path (in the image or on the node)."""
     revision: Annotated[str, Cel(*R.REVISION_RULES)] = Field("main", max_length=128)
     """Revision of the model (a branch, tag or commit for hf://); part of the checkpoint identity."""
-    served_name: str | None = Field(None, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
+    served_name: Annotated[str, Cel(R.SERVED_NAME_RULE)] | None = Field(None, max_length=128)
     """Name clients pass as `model` in OpenAI requests (vLLM's --served-model-name). Default: the
     InferenceService's name."""
 
@@ -51,7 +51,7 @@ class EnvVar(EmberModel):
         ),
     )
 
-    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$", max_length=256)
+    name: Annotated[str, Cel(R.ENV_NAME_RULE)] = Field(max_length=256)
     """Variable name (EMBER_* names are Ember's own)."""
     value: str = Field("", max_length=4096)
     """Variable value."""
