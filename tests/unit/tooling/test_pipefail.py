@@ -40,6 +40,15 @@ def early_readers(script: str) -> list[str]:
     return found
 
 
+def _docstring(node: ast.AST) -> ast.Constant | None:
+    body = getattr(node, "body", None)
+    if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef) and body:
+        first = body[0]
+        if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+            return first.value
+    return None
+
+
 def pipefail_sources() -> dict[str, str]:
     """Every tracked shell script, Makefile and Python string literal that turns pipefail on."""
     files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True)
@@ -53,12 +62,11 @@ def pipefail_sources() -> dict[str, str]:
             if "pipefail" in text:
                 out[name] = text
         elif name.endswith(".py") and "pipefail" in (text := path.read_text(errors="replace")):
-            for node in ast.walk(ast.parse(text)):
-                if (
-                    isinstance(node, ast.Constant)
-                    and isinstance(node.value, str)
-                    and "pipefail" in node.value
-                ):
+            tree = ast.parse(text)
+            prose = {id(d) for n in ast.walk(tree) if (d := _docstring(n)) is not None}
+            strings = [n for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+            for node in strings:  # a command run under pipefail, not prose about one
+                if "pipefail" in node.value and id(node) not in prose:
                     out[f"{name}:{node.lineno}"] = node.value
     return out
 
