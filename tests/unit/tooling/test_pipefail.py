@@ -64,10 +64,10 @@ def pipefail_sources() -> dict[str, str]:
         elif name.endswith(".py") and "pipefail" in (text := path.read_text(errors="replace")):
             tree = ast.parse(text)
             prose = {id(d) for n in ast.walk(tree) if (d := _docstring(n)) is not None}
-            strings = [n for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
-            for node in strings:  # a command run under pipefail, not prose about one
-                if "pipefail" in node.value and id(node) not in prose:
-                    out[f"{name}:{node.lineno}"] = node.value
+            for node in ast.walk(tree):  # a command run under pipefail, not prose about one
+                value = node.value if isinstance(node, ast.Constant) else None
+                if isinstance(value, str) and "pipefail" in value and id(node) not in prose:
+                    out[f"{name}:{node.lineno}"] = value  # type: ignore[attr-defined]
     return out
 
 
