@@ -45,6 +45,9 @@ cluster-up: setup ## start the local control plane with 4 fake 8-GPU H100 nodes 
 cluster-down: ## stop it
 	$(RUN) ember-cluster down
 
+cluster-status: venv ## which local control-plane components run, API server readiness, Ready nodes
+	$(RUN) ember-cluster status
+
 # ---------------------------------------------------------------- generated files
 generate: venv ## regenerate crds/ and the chart's generated files (schema, values table, CRD copy, dashboard)
 	$(RUN) ember-crdgen --out crds
@@ -109,4 +112,4 @@ bench-warm-buffer: setup ## warm buffer: scale decision to Ready with and withou
 demo: venv cluster-binaries ## the main job: an InferenceService under a replayed trace on the local control plane
 	$(RUN) ember-demo
 
-.PHONY: e2e e2e-reduced e2e-cluster e2e-cluster-down e2e-smoke vllm-cpu bench-warm-buffer bench-autoscale bench-reconcile help venv cluster-binaries setup cluster-up cluster-down generate verify lint test-unit test-integration test demo
+.PHONY: cluster-status e2e e2e-reduced e2e-cluster e2e-cluster-down e2e-smoke vllm-cpu bench-warm-buffer bench-autoscale bench-reconcile help venv cluster-binaries setup cluster-up cluster-down generate verify lint test-unit test-integration test demo

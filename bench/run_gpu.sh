@@ -20,7 +20,7 @@ t0=$(date +%s)
 case "$step" in
 a)
   nvidia-smi --query-gpu=name,driver_version,memory.total,pcie.link.gen.max,pcie.link.width.max --format=csv
-  uname -r; nproc; free -g | head -2; df -h /tmp | tail -1
+  uname -r; nproc; free -g | sed -n 1,2p; df -h /tmp | tail -1
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$W/site" .carry/a/deps/*.whl || exit 1
   tar -C "$W/site" -xJf .carry/a/vllm_py.tar.xz && xz -dc .carry/a/fa3.so.xz > "$W/site/vllm/vllm_flash_attn/_vllm_fa3_C.abi3.so"
   mkdir -p "$W/criu" && tar -C "$W/criu" -xJf .carry/a/criu.tar.xz

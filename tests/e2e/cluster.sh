@@ -29,7 +29,8 @@ guard() {
   fi
 }
 
-exists() { "$kind" get clusters 2>/dev/null | grep -qx "$name"; }
+# grep reads to the end (no -q): an early exit would kill kind with SIGPIPE, failing under pipefail
+exists() { "$kind" get clusters 2>/dev/null | grep -Fx "$name" >/dev/null; }
 
 up() {
   local t0=$SECONDS image

@@ -23,12 +23,19 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: operator
 {{- end }}
 
-{{- define "ember.labels" -}}
+{{/* Labels of every object but the component, which each object names once (operator, test). */}}
+{{- define "ember.commonLabels" -}}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
-{{ include "ember.selectorLabels" . }}
+app.kubernetes.io/name: {{ include "ember.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: ember
+{{- end }}
+
+{{- define "ember.labels" -}}
+{{ include "ember.commonLabels" . }}
+app.kubernetes.io/component: operator
 {{- end }}
 
 {{- define "ember.serviceAccountName" -}}

@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 from datetime import UTC, datetime
+from importlib.metadata import version
 from pathlib import Path
 
 from ember_checkpoint import cuda, lifecycle
@@ -34,33 +35,60 @@ def local_identity(fields: dict[str, object], criu: Criu, gpu: cuda.CudaDriver |
     )
 
 
+IDENTITY_HELP = "JSON file of the identity: manifest.Identity without what is detected here"
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ember-checkpoint", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="ember-checkpoint",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="`ember-checkpoint --storage DIR COMMAND --help`: a command's options",
+    )
+    p.add_argument("--version", action="version", version=f"%(prog)s {version('ember-checkpoint')}")
     p.add_argument(
         "--storage", type=Path, required=True, help="checkpoint directory (local or a mounted PVC)"
     )
     sub = p.add_subparsers(dest="cmd", required=True)
     d = sub.add_parser("dump", help="checkpoint a running process tree")
-    d.add_argument("--pid", type=int, required=True)
+    d.add_argument("--pid", type=int, required=True, help="root of the process tree (the engine)")
     d.add_argument("--id", default=None, help="checkpoint id (default: ckpt-<UTC time>)")
-    d.add_argument("--identity", type=Path, required=True)
-    d.add_argument("--engine-port", type=int, default=None)
-    d.add_argument("--health-path", default="/health")
+    d.add_argument("--identity", type=Path, required=True, help=IDENTITY_HELP)
+    d.add_argument(
+        "--engine-port",
+        type=int,
+        default=None,
+        help="engine HTTP port on 127.0.0.1: the canary runs there; a restore waits on it",
+    )
+    d.add_argument(
+        "--health-path",
+        default="/health",
+        help="path a restore polls until the engine answers (default: %(default)s)",
+    )
     d.add_argument(
         "--canary", type=Path, default=None, help="JSON file of a manifest.Canary (without output)"
     )
-    d.add_argument("--leave-running", action="store_true")
+    d.add_argument("--leave-running", action="store_true", help="keep the tree running after the dump")
     r = sub.add_parser("restore", help="restore a checkpoint (refused on any mismatch)")
-    r.add_argument("id")
-    r.add_argument("--identity", type=Path, required=True)
-    r.add_argument("--allow-unverified", action="store_true")
-    r.add_argument("--health-timeout-s", type=float, default=300.0)
-    sub.add_parser("inspect", help="print manifests").add_argument("id", nargs="?")
+    r.add_argument("id", help="checkpoint id")
+    r.add_argument("--identity", type=Path, required=True, help=IDENTITY_HELP)
+    r.add_argument("--allow-unverified", action="store_true", help="restore one never canary-verified")
+    r.add_argument(
+        "--health-timeout-s",
+        type=float,
+        default=300.0,
+        help="wait this long for the restored engine to answer (default: %(default)s)",
+    )
+    sub.add_parser("inspect", help="print manifests").add_argument(
+        "id", nargs="?", help="checkpoint id (default: all)"
+    )
     v = sub.add_parser("verify", help="canary restore in a scratch namespace; mark verified if it matches")
-    v.add_argument("id")
-    v.add_argument("--timeout-s", type=float, default=600.0)
+    v.add_argument("id", help="checkpoint id")
+    v.add_argument(
+        "--timeout-s", type=float, default=600.0, help="give up after this long (default: %(default)s)"
+    )
     g = sub.add_parser("gc", help="keep the newest N verified checkpoints per identity")
-    g.add_argument("--keep", type=int, default=2)
+    g.add_argument("--keep", type=int, default=2, help="N (default: %(default)s)")
     return p
 
 

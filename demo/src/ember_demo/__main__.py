@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +34,12 @@ def args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(
         prog="ember-demo", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
+    ap.add_argument("--version", action="version", version=f"%(prog)s {version('ember-demo')}")
     ap.add_argument(
-        "--trace", type=Path, default=ROOT.parent / "shared" / "traces" / "azure-llm-2023-conv.csv"
+        "--trace",
+        type=Path,
+        default=ROOT.parent / "shared" / "traces" / "azure-llm-2023-conv.csv",
+        help="request trace CSV (TIMESTAMP,ContextTokens,GeneratedTokens)",
     )
     ap.add_argument("--offset-s", type=float, default=600, help="start of the slice, trace seconds")
     ap.add_argument("--duration-s", type=float, default=1200, help="length of the slice, trace seconds")
@@ -42,8 +47,8 @@ def args() -> argparse.Namespace:
     ap.add_argument("--rate-scale", type=float, default=0.2, help="keep this share of the requests")
     ap.add_argument("--ready-after-s", type=float, default=5, help="simulated replica start time")
     ap.add_argument("--cooldown-s", type=float, default=90, help="max wait for the scale-down afterwards")
-    ap.add_argument("--prometheus-port", type=int, default=9090)
-    ap.add_argument("--workdir", type=Path, default=Path(".ember/demo"))
+    ap.add_argument("--prometheus-port", type=int, default=9090, help="port of the demo's Prometheus")
+    ap.add_argument("--workdir", type=Path, default=Path(".ember/demo"), help="state, logs and the plot")
     return ap.parse_args()
 
 

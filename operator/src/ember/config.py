@@ -7,7 +7,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="EMBER_", env_nested_delimiter="__")
+    # use_attribute_docstrings: each field's docstring is its description (`ember-operator --help`)
+    model_config = SettingsConfigDict(
+        env_prefix="EMBER_", env_nested_delimiter="__", use_attribute_docstrings=True
+    )
 
     namespaces: list[str] = Field(default_factory=list)
     """Namespaces to watch; empty means the whole cluster (needs cluster-wide RBAC)."""

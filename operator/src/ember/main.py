@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
+import textwrap
 from collections.abc import Coroutine
+from importlib.metadata import version
 from typing import Any
 
 import kopf
@@ -32,7 +35,31 @@ def build(settings: Settings) -> tuple[kopf.OperatorRegistry, OperatorContext]:
     return reg, ctx
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
+    """The operator takes no arguments: the chart configures it by environment variables, listed here."""
+    env = ["environment (EMBER_*):"]
+    for name, f in Settings.model_fields.items():
+        env.append(f"  EMBER_{name.upper()} (default: {f.get_default(call_default_factory=True)!r})")
+        env += textwrap.wrap(
+            " ".join((f.description or "").split()), 96, initial_indent=" " * 6, subsequent_indent=" " * 6
+        )
+    about = (
+        "The Ember operator: reconciles InferenceServices (serving.ember.dev/v1alpha1) into replica pods, "
+        "a Service and warm-buffer placeholders, with the credentials it runs with (in-cluster, or "
+        "EMBER_KUBECONFIG). It takes no arguments; it is configured by environment variables."
+    )
+    p = argparse.ArgumentParser(
+        prog="ember-operator",
+        description=textwrap.fill(about, 100),
+        epilog="\n".join(env),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--version", action="version", version=f"%(prog)s {version('ember')}")
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser().parse_args(argv)  # --help, --version; anything else is refused
     settings = Settings()
     logs.configure(settings.log_format)
     reg, ctx = build(settings)

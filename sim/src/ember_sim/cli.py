@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -51,13 +52,14 @@ def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="ember-sim", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
+    top.add_argument("--version", action="version", version=f"%(prog)s {version('ember-sim')}")
     sub = top.add_subparsers(dest="command", required=True)
     live = sub.add_parser("live", help="replay in real time, serving vLLM /metrics per replica")
     _load_args(live)
     mode = live.add_mutually_exclusive_group(required=True)
     mode.add_argument("--replicas", type=int, help="static mode: N always-ready replicas, no Kubernetes")
     mode.add_argument("--kubeconfig", type=Path, help="cluster mode: one replica per Ready pod")
-    live.add_argument("--namespace", default="default")
+    live.add_argument("--namespace", default="default", help="cluster mode: the pods' namespace")
     live.add_argument("--name", default="sim", help="the InferenceService (pod label selector, target label)")
     live.add_argument("--targets-file", type=Path, help="Prometheus file_sd JSON to write")
     live.add_argument("--status-file", type=Path, help="status JSON to write (request totals)")
@@ -65,8 +67,8 @@ def parser() -> argparse.ArgumentParser:
     live.add_argument("--exit-when-done", action="store_true", help="stop once the trace is served")
     sim = sub.add_parser("simulate", help="pure simulation in virtual time; prints per-window stats")
     _load_args(sim)
-    sim.add_argument("--replicas", type=int, required=True)
-    sim.add_argument("--window-s", type=float, default=60.0)
+    sim.add_argument("--replicas", type=int, required=True, help="N always-ready replicas")
+    sim.add_argument("--window-s", type=float, default=60.0, help="stats window (default: %(default)s)")
     return top
 
 

@@ -129,6 +129,7 @@ class LocalCluster:
             json.dumps(
                 {
                     "pids": [x.pid for x in self.procs],
+                    "names": [x.name for x in self.procs],  # for `ember-cluster status`
                     "server": self.server,
                     "kubeconfig": str(self.kubeconfig),
                 }

@@ -33,6 +33,7 @@ class Binaries:
     kwok: Path
     etcd: Path
     prometheus: Path
+    promtool: Path
     helm: Path
 
     @classmethod
@@ -47,6 +48,8 @@ class Binaries:
             kwok=c / "kwok" / v["KWOK_VERSION"] / "kwok",
             etcd=c / "deb" / "etcd-server" / "current" / "usr" / "bin" / "etcd",
             prometheus=c / "deb" / "prometheus" / "current" / "usr" / "bin" / "prometheus",
+            # the chart's alert tests: `promtool test rules` (Debian ships it as its own package)
+            promtool=c / "deb" / "promtool" / "current" / "usr" / "bin" / "promtool",
             helm=c / "helm" / "current" / "helm",
         )
 

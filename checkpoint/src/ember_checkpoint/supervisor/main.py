@@ -21,6 +21,7 @@ import threading
 import time
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib.metadata import version
 from pathlib import Path
 
 import httpx
@@ -189,9 +190,18 @@ def main(argv: list[str] | None = None) -> None:
     if argv[:1] == ["prestage"]:  # the warm-buffer placeholder's init container (see prestage)
         raise SystemExit(prestage.main(argv[1:]))
     p = argparse.ArgumentParser(
-        prog="ember-supervisor", epilog="`ember-supervisor prestage --help`: the warm buffer's pre-staging"
+        prog="ember-supervisor",
+        description="PID 1 of a replica pod: restores a verified checkpoint or starts the engine cold, "
+        "serves the checkpoint and metrics endpoints.",
+        epilog="`ember-supervisor prestage --help`: the warm buffer's pre-staging",
     )
-    p.add_argument("--config", type=Path, default=os.environ.get("EMBER_SUPERVISOR_CONFIG"))
+    p.add_argument("--version", action="version", version=f"%(prog)s {version('ember-checkpoint')}")
+    p.add_argument(
+        "--config",
+        type=Path,
+        default=os.environ.get("EMBER_SUPERVISOR_CONFIG"),
+        help="JSON config file (default: $EMBER_SUPERVISOR_CONFIG, else $EMBER_SUPERVISOR_CONFIG_JSON inline)",
+    )
     args = p.parse_args(argv)
     inline = os.environ.get("EMBER_SUPERVISOR_CONFIG_JSON")  # what the operator sets on replica pods
     if args.config is not None:

@@ -151,7 +151,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--model", required=True, help="the InferenceService's model URI (hf://, pvc://, file://, path)"
     )
-    p.add_argument("--revision", required=True)
+    p.add_argument("--revision", required=True, help="the model's revision (spec.model.revision)")
     p.add_argument("--cache", type=Path, required=True, help="node-local cache directory (hostPath)")
     p.add_argument("--checkpoints", type=Path, default=None, help="checkpoint directory (hostPath)")
     p.add_argument(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import sys
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any, get_args, get_origin
 
@@ -236,6 +237,7 @@ def render() -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="ember-crdgen", description="generate crds/ from the models")
+    ap.add_argument("--version", action="version", version=f"%(prog)s {version('ember')}")
     g = ap.add_mutually_exclusive_group(required=True)
     g.add_argument("--out", type=Path, help="write the CRDs into this directory")
     g.add_argument("--check", type=Path, help="fail if this directory differs from what would be generated")
