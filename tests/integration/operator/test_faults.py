@@ -1,6 +1,7 @@
 """Faults on the real control plane, injected after real state exists: creates the API server refuses
-(a GPU ResourceQuota) are not counted as replicas, and a scale-up right after a scale-down takes the
-draining replicas back instead of starting cold ones beside them."""
+(a GPU ResourceQuota) are not counted as replicas; a scale-up right after a scale-down takes the
+draining replicas back instead of starting cold ones beside them; a step whose writes the API server
+refuses (a ValidatingAdmissionPolicy) is reported and does not stop the other steps."""
 
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ from typing import Any
 
 import pytest
 import yaml
-from ember.api.v1alpha1 import GROUP, PLURAL
+from ember.api.v1alpha1 import GROUP, PLURAL, VERSION
 from ember_cluster import LocalCluster
-from kubernetes import watch
+from kubernetes import client, watch
+from kubernetes.client.exceptions import ApiException
 
 from tests.integration.conftest import Kube, eventually
 from tests.integration.operator.harness import (
@@ -162,3 +164,105 @@ def test_scale_up_right_after_scale_down_reclaims_the_draining_replicas(
         assert "serving.ember.dev/drain-started" not in (p.metadata.annotations or {})
     reclaimed = [e for e in events(kube, "rc") if e.reason == "Reclaimed"]
     assert len(reclaimed) == 2, [e.message for e in reclaimed]
+
+
+def frozen_autoscaler_policy(ns: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A ValidatingAdmissionPolicy (real API server admission) that refuses every status write that
+    changes status.autoscaler: only the autoscaler writes that field, so only its step fails."""
+    name = f"freeze-autoscaler-{ns}"
+    policy = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": name},
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {
+                "resourceRules": [
+                    {
+                        "apiGroups": [GROUP],
+                        "apiVersions": ["*"],
+                        "operations": ["UPDATE"],
+                        "resources": [f"{PLURAL}/status"],
+                    }
+                ]
+            },
+            "validations": [
+                {
+                    "expression": "!has(oldObject.status) || !has(oldObject.status.autoscaler) || "
+                    "!has(object.status.autoscaler) || object.status.autoscaler == oldObject.status.autoscaler",
+                    "message": "injected fault: status.autoscaler is frozen",
+                }
+            ],
+        },
+    }
+    binding = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": name},
+        "spec": {
+            "policyName": name,
+            "validationActions": ["Deny"],
+            "matchResources": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}},
+        },
+    }
+    return policy, binding
+
+
+def autoscaler_is_frozen(kube: Kube, name: str) -> bool:
+    """Probe with a dry-run status patch: refused once the policy is in force."""
+    try:
+        kube.custom.patch_namespaced_custom_object_status(
+            GROUP,
+            VERSION,
+            kube.ns,
+            PLURAL,
+            name,
+            {"status": {"autoscaler": {"capacityFactor": 0.5}}},
+            dry_run="All",
+        )
+    except ApiException as e:
+        return "status.autoscaler is frozen" in (e.body or "")
+    return False
+
+
+def test_a_step_the_api_server_refuses_is_reported_and_the_other_steps_still_run(
+    kube: Kube, operator: Operator
+) -> None:
+    m = isvc_manifest("frz", replicas=1)
+    m["spec"]["scaling"]["decisionIntervalSeconds"] = 1  # type: ignore[index]  # every pass decides
+    apply(kube, m)
+    wait_converged(kube, "frz", 1)
+    eventually(
+        lambda: get_isvc(kube, "frz")["status"].get("autoscaler", {}).get("recommendations"),
+        20,
+        what="the autoscaler has written its state",
+    )
+
+    policy, binding = frozen_autoscaler_policy(kube.ns)
+    admission = kube.cluster.api(client.AdmissionregistrationV1Api)
+    admission.create_validating_admission_policy(policy)
+    admission.create_validating_admission_policy_binding(binding)
+    try:
+        eventually(lambda: autoscaler_is_frozen(kube, "frz"), 30, what="the policy is in force")
+        # the autoscaler's writes are refused from now on; the replica reconcile still follows a scale
+        kube.kubectl("scale", "eis/frz", "--replicas=3")
+        wait_converged(kube, "frz", 3, timeout_s=20)
+        synced = eventually(
+            lambda: (c := condition(kube, "frz", "Synced") or {}).get("status") == "False" and c,
+            10,
+            what="Synced=False",
+        )
+        assert synced["reason"] == "AutoscaleFailed", synced
+        assert "status.autoscaler is frozen" in synced["message"], synced
+        assert "StepFailed" in {e.reason for e in events(kube, "frz")}
+    finally:
+        admission.delete_validating_admission_policy_binding(binding["metadata"]["name"])
+        admission.delete_validating_admission_policy(policy["metadata"]["name"])
+
+    recovered = eventually(
+        lambda: (c := condition(kube, "frz", "Synced") or {}).get("status") == "True" and c,
+        30,
+        what="Synced=True again",
+    )
+    assert recovered["reason"] == "ReconcileSuccess"
+    assert "StepRecovered" in {e.reason for e in events(kube, "frz")}
