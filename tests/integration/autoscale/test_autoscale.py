@@ -169,18 +169,56 @@ def test_load_step_scales_up_then_down_after_the_delay_then_to_zero_when_allowed
     eventually(lambda: not replica_pods(kube, "auto", include_terminating=True), 30, what="no pods")
 
 
-def test_prometheus_gone_holds_the_count_and_sets_metrics_unavailable(kube: Kube, stack: Stack) -> None:
-    eventually(lambda: (condition(kube, "auto", "MetricsAvailable") or {}).get("status") == "True", 40)
+def test_prometheus_lost_after_values_flowed_is_reported_within_two_intervals_and_scaling_still_works(
+    kube: Kube, stack: Stack
+) -> None:
+    interval = autoscaled("auto")["spec"]["scaling"]["decisionIntervalSeconds"]
     patch_spec(kube, "auto", {"scaling": {"minReplicas": 2}})
     eventually(lambda: get_isvc(kube, "auto")["status"].get("readyReplicas") == 2, 30, what="2 ready")
-    stack.prom.stop()
+    # real values in status.observed first: the fault must hit a status that has them
     eventually(
-        lambda: (condition(kube, "auto", "MetricsAvailable") or {}).get("status") == "False",
-        20,
+        lambda: (get_isvc(kube, "auto")["status"].get("observed") or {}).get("qps") is not None,
+        40,
+        what="real values in status.observed",
+    )
+    assert (condition(kube, "auto", "MetricsAvailable") or {}).get("status") == "True"
+    held = get_isvc(kube, "auto")["status"]["desiredReplicas"]
+    log_lines = len(stack.op.log.read_text(errors="replace").splitlines())
+
+    stack.prom.stop()
+    t0 = time.monotonic()
+    cond = eventually(
+        lambda: (c := condition(kube, "auto", "MetricsAvailable") or {}).get("status") == "False" and c,
+        4 * interval,
+        0.05,
         what="MetricsAvailable=False",
     )
+    blind_s = time.monotonic() - t0
+    print(f"MetricsAvailable=False {blind_s:.2f} s after Prometheus stopped (decision interval {interval} s)")
+    assert blind_s <= 2 * interval + 0.25, f"took {blind_s:.2f} s"
+    assert cond["reason"] == "PrometheusUnreachable", cond
     assert decision(kube, "auto")["reason"] == "MetricsUnavailable"
-    for _ in range(10):  # the count holds while blind, through the load step
-        assert get_isvc(kube, "auto")["status"]["desiredReplicas"] == 2
-        assert len(replica_pods(kube, "auto")) == 2
+
+    # status writes keep succeeding: observed moves on, and shows the values as unknown, not stale
+    first = get_isvc(kube, "auto")["status"]["observed"]
+    for _ in range(5):  # the count holds while blind, through the load step
+        st = get_isvc(kube, "auto")["status"]
+        assert st["desiredReplicas"] == held
+        assert len(replica_pods(kube, "auto")) == held
         time.sleep(1)
+    later = st["observed"]
+    assert later["time"] > first["time"], (first, later)
+    assert not {"qps", "ttftP95Ms", "itlP95Ms", "queue"} & set(later), later
+
+    # and a kubectl scale is honoured at once while Prometheus is gone
+    t1 = time.monotonic()
+    kube.kubectl("scale", "eis/auto", "--replicas=4")
+    eventually(lambda: len(replica_pods(kube, "auto")) == 4, 5, 0.05, what="4 replica pods")
+    created_s = time.monotonic() - t1
+    eventually(
+        lambda: get_isvc(kube, "auto")["status"].get("readyReplicas") == 4, 15, what="4 ready while blind"
+    )
+    print(f"kubectl scale 2 -> 4 while blind: 4 pods after {created_s:.2f} s")
+    after = stack.op.log.read_text(errors="replace").splitlines()[log_lines:]
+    errors = [line for line in after if " ERROR " in line or "UnprocessableEntity" in line]
+    assert not errors, errors[:5]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from ember.policy.rollout import Create, Delete, Desired, Drain, Plan, PodView, plan
+from ember.policy.rollout import Create, Delete, Desired, Drain, Plan, PodView, Reclaim, plan, replicas_after
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -76,6 +76,58 @@ def kinds(p: Plan) -> list[tuple[str, object]]:
             [("Delete", "s-1"), ("Create", 2), ("Create", 3)],
             id="rollout-replaces-unready-old-at-once",
         ),
+        pytest.param(
+            3,
+            [
+                pod(0),
+                pod(1, serving=False, drain_started=NOW - 1),
+                pod(2, serving=False, drain_started=NOW - 2),
+            ],
+            [("Reclaim", "s-1"), ("Reclaim", "s-2")],
+            id="scale-up-after-scale-down-reclaims-the-draining-pods",
+        ),
+        pytest.param(
+            3,
+            [pod(0), pod(1, serving=False, drain_started=NOW - 1), pod(2, ready=False, serving=False)],
+            [("Reclaim", "s-1"), ("Drain", "s-2"), ("Create", 3)],
+            id="only-a-ready-draining-pod-is-reclaimed",
+        ),
+        pytest.param(
+            2,
+            [
+                pod(0),
+                pod(1, serving=False, drain_started=NOW - 1),
+                pod(2, serving=False, drain_started=NOW - 3),
+            ],
+            [("Reclaim", "s-1")],
+            id="reclaims-only-what-is-missing-the-latest-drain-first",
+        ),
+        pytest.param(
+            2,
+            [
+                pod(0),
+                pod(1, "old", serving=False, drain_started=NOW - 1),
+                pod(2, serving=False, drain_started=NOW - 5),
+            ],
+            [("Reclaim", "s-2")],
+            id="reclaims-the-current-template-first",
+        ),
+        pytest.param(
+            2,
+            [pod(0, "old"), pod(1, "old"), pod(2, "old", serving=False, drain_started=NOW - 1)],
+            [],
+            id="a-draining-pod-uses-up-the-surge",
+        ),
+        pytest.param(
+            2,
+            [
+                pod(0, "old"),
+                pod(1, "old"),
+                pod(2, "old", serving=False, drain_started=NOW - 1, in_flight=0.0),
+            ],
+            [("Delete", "s-2"), ("Create", 3)],
+            id="the-surge-is-free-again-once-the-drain-ends",
+        ),
     ],
 )
 def test_plan_table(desired: int, pods: list[PodView], expect: list[tuple[str, object]]) -> None:
@@ -124,7 +176,8 @@ def test_rollout_never_removes_a_ready_pod_below_desired_ready(desired: int, pod
     live = [x for x in pods if not x.terminating and not x.draining]
     removed = {a.name for a in p.actions if isinstance(a, Drain | Delete)}
     ready_before = sum(x.ready for x in live)
-    ready_after = sum(x.ready for x in live if x.name not in removed)
+    back = len(p.of(Reclaim))  # reclaimed pods are Ready ones back in service
+    ready_after = sum(x.ready for x in live if x.name not in removed) + back
     assert ready_after >= min(ready_before, desired)
 
 
@@ -138,3 +191,56 @@ def test_creates_never_reuse_an_existing_index_and_plans_are_idempotent(
     assert plan(Desired(desired, "new"), pods, NOW) == p
     names = [a.name for a in p.actions if isinstance(a, Drain | Delete)]  # type: ignore[union-attr]
     assert len(names) == len(set(names)), "one action per pod"
+
+
+def live_after(pods: list[PodView], p: Plan) -> int:
+    """Pods that are not terminating once the plan is applied: draining ones still hold a GPU."""
+    gone = {a.name for a in p.of(Delete)}  # type: ignore[attr-defined]
+    return len([x for x in pods if not x.terminating and x.name not in gone]) + len(p.of(Create))
+
+
+@settings(max_examples=500, deadline=None)
+@given(desired=st.integers(0, 10), pods=pods_strategy)
+def test_never_more_live_pods_than_max_replicas_plus_surge(desired: int, pods: list[PodView]) -> None:
+    """maxReplicas is the most `desired` can be; a plan never creates a pod that takes the live pods
+    (draining ones included) past desired + surge, so from any state within the bound it stays there."""
+    d = Desired(desired, "new")
+    p = plan(d, pods, NOW)
+    if p.of(Create):
+        assert live_after(pods, p) <= desired + d.surge
+    if len([x for x in pods if not x.terminating]) <= desired + d.surge:
+        assert live_after(pods, p) <= desired + d.surge
+
+
+@settings(max_examples=500, deadline=None)
+@given(desired=st.integers(0, 10), pods=pods_strategy)
+def test_a_draining_healthy_replica_is_reclaimed_before_any_create(desired: int, pods: list[PodView]) -> None:
+    p = plan(Desired(desired, "new"), pods, NOW)
+    back = {a.name for a in p.of(Reclaim)}  # type: ignore[attr-defined]
+    warm = [x for x in pods if x.draining and x.ready and not x.terminating and x.name not in back]
+    if p.of(Create):  # a new pod is only ever started when no warm one of its template could come back
+        assert not [x.name for x in warm if x.template_hash == "new"]
+    up = [x for x in pods if not x.terminating and not x.draining and x.ready]
+    if len(up) + len(back) < desired:  # short of capacity: every warm pod, whatever its template, is back
+        assert not warm
+    removed = {a.name for a in p.actions if isinstance(a, Drain | Delete)}  # type: ignore[union-attr]
+    assert not back & removed, "a reclaimed pod is not removed in the same plan"
+    back_new = [x for x in pods if x.name in back and x.template_hash == "new"]
+    up_new = [x for x in up if x.template_hash == "new"]
+    assert len(back_new) <= max(0, desired - len(up_new)), "reclaims only what is missing"
+    assert len(back) - len(back_new) <= max(0, desired - len(up) - len(back_new))
+
+
+@pytest.mark.parametrize(
+    ("failed", "expect"),
+    [
+        pytest.param(set(), 4, id="all-applied"),
+        pytest.param({Create(2), Create(3)}, 2, id="refused-creates-are-not-replicas"),
+        pytest.param({Reclaim("s-1", "ScaleUp")}, 3, id="a-failed-reclaim-leaves-it-draining"),
+    ],
+)
+def test_status_replicas_counts_what_exists(failed: set[object], expect: int) -> None:
+    pods = [pod(0), pod(1, serving=False, drain_started=NOW - 1)]
+    p = plan(Desired(4, "new"), pods, NOW)
+    assert kinds(p) == [("Reclaim", "s-1"), ("Create", 2), ("Create", 3)]
+    assert replicas_after(pods, [a for a in p.actions if a not in failed]) == expect

@@ -356,7 +356,7 @@ class Condition(EmberModel):
     """A standard Kubernetes condition; lastTransitionTime moves only when status flips."""
 
     type: str = Field(max_length=316)
-    """Ready, Progressing, Degraded, Scaling, MetricsAvailable or CheckpointReady."""
+    """Ready, Progressing, Degraded, MetricsAvailable, Synced, CheckpointReady, WarmBufferReady..."""
     status: Literal["True", "False", "Unknown"]
     """True, False or Unknown."""
     reason: str = Field("", max_length=1024)
@@ -415,8 +415,11 @@ class AutoscalerState(EmberModel):
 
 
 class Observed(EmberModel):
-    """Latest aggregate metrics, for `kubectl get` and dashboards."""
+    """Latest aggregate metrics, for `kubectl get` and dashboards. A value left out is unknown (see the
+    MetricsAvailable condition for why), never a stale one."""
 
+    time: datetime | None = None
+    """When the autoscaler last observed; the values below are from that observation."""
     qps: float | None = None
     """Requests per second."""
     ttft_p95_ms: float | None = None
@@ -486,7 +489,7 @@ class InferenceServiceStatus(EmberModel):
     endpoint: str = ""
     """In-cluster URL of the OpenAI-compatible endpoint."""
     conditions: list[Condition] = Field(default_factory=list)
-    """Ready, Progressing, Degraded, Scaling, MetricsAvailable, CheckpointReady."""
+    """Ready, Progressing, Degraded, MetricsAvailable, Synced, CheckpointReady, WarmBuffer*."""
     last_decision: Decision | None = None
     """The autoscaler's last decision and why."""
     autoscaler: AutoscalerState = Field(default_factory=AutoscalerState)

@@ -20,8 +20,8 @@ from ember.handlers.status_writer import AUTOSCALER, apply_owned
 from ember.kube.views import pod_view
 from ember.observe.prometheus import observe
 from ember.policy.autoscale import decide
-from ember.policy.desired import restore_available
-from ember.policy.status import set_condition
+from ember.policy.desired import desired_replicas, restore_available
+from ember.policy.status import METRICS_REASONS, metrics_condition, set_condition
 
 log = logging.getLogger("ember.autoscaler")
 
@@ -37,6 +37,17 @@ def start_path(
 
 def _ms(s: float | None) -> float | None:
     return None if s is None else round(s * 1000.0, 1)
+
+
+def _export_metrics_available(ctx: OperatorContext, ns: str, name: str, ok: bool, reason: str) -> None:
+    """One series per object, labelled with the condition's reason (alerts can exclude ScaledToZero)."""
+    for other in METRICS_REASONS:
+        if other != reason:
+            try:
+                ctx.metrics.metrics_available.remove(ns, name, other)
+            except KeyError:
+                pass  # no such series
+    ctx.metrics.metrics_available.labels(ns, name, reason).set(1.0 if ok else 0.0)
 
 
 async def autoscale_step(
@@ -71,15 +82,10 @@ async def autoscale_step(
     decision = decision.model_copy(update={"mode": mode, "start_path": decision.start_path or path})
 
     stamp = datetime.now(UTC).replace(microsecond=0)
-    conds = set_condition(
-        prev.conditions,
-        "MetricsAvailable",
-        obs.metrics_ok,
-        "MetricsFresh" if obs.metrics_ok else "MetricsUnavailable",
-        "" if obs.metrics_ok else "; ".join(obs.missing)[:500],
-        stamp,
-        gen,
-    )
+    wanted, _ = desired_replicas(spec, prev.model_copy(update={"last_decision": decision}))
+    ok, reason, message = metrics_condition(obs, wanted)
+    conds = set_condition(prev.conditions, "MetricsAvailable", ok, reason, message, stamp, gen)
+    _export_metrics_available(ctx, ns, name, ok, reason)
     changed = prev.last_decision is None or (
         prev.last_decision.desired_replicas,
         prev.last_decision.reason,
@@ -91,8 +97,14 @@ async def autoscale_step(
             if changed or prev.last_decision is None
             else prev.last_decision.model_copy(update={"inputs": decision.inputs}),
             "autoscaler": state,
+            # always carries its time, so a blind observation writes the values as absent (unknown)
+            # rather than an empty object, which server-side apply stores as null
             "observed": Observed(
-                qps=obs.qps, ttft_p95_ms=_ms(obs.ttft_p95_s), itl_p95_ms=_ms(obs.itl_p95_s), queue=obs.waiting
+                time=stamp,
+                qps=obs.qps,
+                ttft_p95_ms=_ms(obs.ttft_p95_s),
+                itl_p95_ms=_ms(obs.itl_p95_s),
+                queue=obs.waiting,
             ),
             "conditions": conds,
         }

@@ -28,6 +28,7 @@ class OperatorContext:
     observations: dict[Key, Observation] = field(default_factory=dict)  # latest, for drains
     checkpoint_attempts: dict[Key, tuple[float, int]] = field(default_factory=dict)  # (last try, failures)
     checkpoint_tasks: dict[Key, asyncio.Task[None]] = field(default_factory=dict)
+    failing_steps: dict[Key, frozenset[str]] = field(default_factory=dict)  # as last written (Synced)
     buffer_store: Any = None  # the warm-buffer loop's per-object memory (handlers/buffer.py)
 
     def wake_event(self, key: Key) -> asyncio.Event:
@@ -47,6 +48,7 @@ class OperatorContext:
         self.last_decision.pop(key, None)
         self.observations.pop(key, None)
         self.checkpoint_attempts.pop(key, None)
+        self.failing_steps.pop(key, None)
         task = self.checkpoint_tasks.pop(key, None)
         if task is not None:
             task.cancel()

@@ -1,4 +1,5 @@
-"""kopf wiring, kept thin: events wake a per-object loop; the loop reconciles (handlers/replicas.py).
+"""kopf wiring, kept thin: events wake a per-object loop; the loop runs the steps of a pass, each on
+its own (handlers/steps.py).
 
 Why a daemon per InferenceService rather than on.create/on.update handlers: the work is level-based
 (converge pods to a count that also changes with pod readiness, drains and the autoscaler), so one
@@ -16,11 +17,8 @@ import kopf
 
 from ember.api import labels as L
 from ember.api.v1alpha1 import GROUP, PLURAL, VERSION
-from ember.handlers.autoscale import autoscale_step
-from ember.handlers.buffer import reconcile_buffer
-from ember.handlers.checkpoint import start_checkpoint
 from ember.handlers.context import OperatorContext
-from ember.handlers.replicas import reconcile
+from ember.handlers.steps import run_pass
 from ember.kube.client import credentials
 
 log = logging.getLogger("ember.handlers")
@@ -110,12 +108,14 @@ def register(reg: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
                 with ctx.metrics.reconcile_seconds.time():
                     try:
                         async with ctx.lock(key):
-                            replicas = list(ember_pods.get(key, []))
-                            fresh = await autoscale_step(ctx, body, replicas)
-                            await reconcile(ctx, body, replicas, fresh=fresh)
-                            await reconcile_buffer(ctx, body, list(ember_placeholders.get(key, [])))
-                            start_checkpoint(ctx, body, replicas)
-                        ctx.metrics.reconciles.labels("ok").inc()
+                            # each step on its own: one that raises is reported, the others still run
+                            failed = await run_pass(
+                                ctx,
+                                body,
+                                list(ember_pods.get(key, [])),
+                                list(ember_placeholders.get(key, [])),
+                            )
+                        ctx.metrics.reconciles.labels("error" if failed else "ok").inc()
                     except Exception:
                         # Never a crash loop: log, count, and try again on the next wake-up.
                         ctx.metrics.reconciles.labels("error").inc()

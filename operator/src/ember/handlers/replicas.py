@@ -38,7 +38,7 @@ def in_flight(ctx: OperatorContext, ns: str, name: str, pod: Mapping[str, Any]) 
     draining pod only an observation made `metrics_lag_seconds` after the drain began counts: an
     older one predates the pod's removal from the Service."""
     obs = ctx.observations.get((ns, name))
-    if obs is None or not obs.metrics_ok:
+    if obs is None:  # a failed source leaves in_flight_by_pod empty: unknown, never zero
         return None
     meta = pod.get("metadata", {})
     started = (meta.get("annotations") or {}).get(L.DRAIN_STARTED)
@@ -103,12 +103,14 @@ async def reconcile(
 
     conds = replica_conditions(prev.conditions, desired, views, plan, now, gen)
     failed = [o for o in outcomes if o.failed]
+    undone = {o.action for o in failed if o.action is not None}
     if failed:
         conds = set_condition(conds, "Degraded", True, failed[0].reason, failed[0].message[:1000], now, gen)
     after = prev.model_copy(
         update={
             "observed_generation": gen,
-            "replicas": plan.current,
+            # what exists: a create the API server refused is not a replica (this feeds /scale)
+            "replicas": rollout.replicas_after(views, [a for a in plan.actions if a not in undone]),
             "ready_replicas": plan.ready,
             "desired_replicas": desired,
             "selector": builders.selector_string(name),

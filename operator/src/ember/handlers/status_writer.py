@@ -1,4 +1,4 @@
-"""Status is shared by three writers; each applies (server-side) only the fields it owns."""
+"""Status is shared by several writers; each applies (server-side) only the fields it owns."""
 
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ REPLICAS = Owner(
 )
 AUTOSCALER = Owner("ember-autoscaler", ("last_decision", "autoscaler", "observed"), ("MetricsAvailable",))
 CHECKPOINT = Owner("ember-checkpoint", ("checkpoint",), ("CheckpointReady",))
+LOOP = Owner("ember-loop", (), ("Synced",))  # handlers/steps.py: did every step of the last pass run
 WARM_BUFFER = Owner("ember-warm-buffer", ("warm_buffer",), ("WarmBufferReady", "WarmBufferMisconfigured"))
 
 

@@ -110,8 +110,9 @@ class KubeAPI:
 
     @with_retries()
     def patch_pod_metadata(
-        self, namespace: str, name: str, labels: dict[str, str], annotations: dict[str, str]
+        self, namespace: str, name: str, labels: dict[str, str], annotations: dict[str, str | None]
     ) -> bool:
+        """Strategic merge patch of labels and annotations; a None value removes the key."""
         try:
             self.core.patch_namespaced_pod(
                 name, namespace, {"metadata": {"labels": labels, "annotations": annotations}}

@@ -1,4 +1,4 @@
-"""Applies a Plan idempotently: deletes and drains before creates; 404/409 are success.
+"""Applies a Plan idempotently: reclaims, deletes and drains before creates; 404/409 are success.
 
 Returns Outcomes (what happened, as Event material) instead of raising: a failed call becomes a
 Warning outcome and a Degraded condition, never a crash loop. The next tick re-plans from what exists.
@@ -16,7 +16,7 @@ from ember.api import labels as L
 from ember.api.v1alpha1 import InferenceServiceSpec
 from ember.kube import builders
 from ember.kube.client import KubeAPI
-from ember.policy.rollout import Create, Delete, Drain, Plan
+from ember.policy.rollout import Action, Create, Delete, Drain, Plan, Reclaim
 
 log = logging.getLogger("ember.executor")
 
@@ -36,43 +36,54 @@ class Outcome:
     type: str  # Normal | Warning
     reason: str
     message: str
+    action: Action | None = None  # the plan action this is the outcome of
 
     @property
     def failed(self) -> bool:
         return self.type == "Warning"
 
 
-def _error(e: Exception) -> str:
+def error_text(e: BaseException) -> str:
+    """An API error in one line (status, reason, body), without the response headers."""
     if isinstance(e, ApiException):
         return f"{e.status} {e.reason}: {(e.body or '')[:300]}"
     return f"{type(e).__name__}: {e}"
 
 
+def _apply(api: KubeAPI, t: Target, a: Action, now: datetime) -> Outcome | None:
+    """One action; None when there was nothing to do (already created, already gone)."""
+    if isinstance(a, Delete):
+        if api.delete_pod(t.namespace, a.name):
+            return Outcome("Normal", "ReplicaDeleted", f"deleted {a.name} ({a.reason})", a)
+    elif isinstance(a, Drain):
+        if api.patch_pod_metadata(
+            t.namespace, a.name, {L.SERVING: "false"}, {L.DRAIN_STARTED: now.isoformat()}
+        ):
+            return Outcome("Normal", "ReplicaDraining", f"{a.name} left the Service ({a.reason})", a)
+    elif isinstance(a, Reclaim):
+        # the serving label is the routing contract: back in the Service at once; no drain clock
+        if api.patch_pod_metadata(t.namespace, a.name, {L.SERVING: "true"}, {L.DRAIN_STARTED: None}):
+            return Outcome("Normal", "Reclaimed", f"{a.name} is back in the Service ({a.reason})", a)
+    else:
+        pod = builders.replica_pod(
+            t.name, t.namespace, t.uid, t.spec, a.index, t.start_path, t.supervisor_port
+        )
+        if api.create_pod(pod):
+            return Outcome("Normal", "ReplicaCreated", f"created {pod['metadata']['name']}", a)
+    return None
+
+
 def execute(api: KubeAPI, t: Target, plan: Plan, now: datetime | None = None) -> list[Outcome]:
     now = now or datetime.now(UTC)
     out: list[Outcome] = []
-    ordered = [a for a in plan.actions if isinstance(a, Delete | Drain)] + plan.of(Create)
+    ordered = [a for a in plan.actions if not isinstance(a, Create)] + plan.of(Create)
     for a in ordered:
         try:
-            if isinstance(a, Delete):
-                if api.delete_pod(t.namespace, a.name):
-                    out.append(Outcome("Normal", "ReplicaDeleted", f"deleted {a.name} ({a.reason})"))
-            elif isinstance(a, Drain):
-                if api.patch_pod_metadata(
-                    t.namespace, a.name, {L.SERVING: "false"}, {L.DRAIN_STARTED: now.isoformat()}
-                ):
-                    out.append(
-                        Outcome("Normal", "ReplicaDraining", f"{a.name} left the Service ({a.reason})")
-                    )
-            elif isinstance(a, Create):
-                pod = builders.replica_pod(
-                    t.name, t.namespace, t.uid, t.spec, a.index, t.start_path, t.supervisor_port
-                )
-                if api.create_pod(pod):
-                    out.append(Outcome("Normal", "ReplicaCreated", f"created {pod['metadata']['name']}"))
+            if (o := _apply(api, t, a, now)) is not None:
+                out.append(o)
         except Exception as e:
-            log.warning("action failed", extra={"action": repr(a), "error": _error(e)})
-            out.append(Outcome("Warning", f"{type(a).__name__}Failed", f"{a!r}: {_error(e)}"))
+            log.warning("action failed", extra={"action": repr(a), "error": error_text(e)})
+            out.append(Outcome("Warning", f"{type(a).__name__}Failed", f"{a!r}: {error_text(e)}", a))
     return out
 
 
@@ -81,5 +92,5 @@ def ensure_service(api: KubeAPI, t: Target) -> Outcome | None:
         if api.ensure_service(builders.service(t.name, t.namespace, t.uid, t.spec)):
             return Outcome("Normal", "ServiceCreated", f"created Service {t.name}")
     except Exception as e:
-        return Outcome("Warning", "ServiceFailed", _error(e))
+        return Outcome("Warning", "ServiceFailed", error_text(e))
     return None

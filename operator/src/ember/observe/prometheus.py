@@ -1,7 +1,11 @@
 """Prometheus HTTP API client (httpx, async, with timeouts) and the pure parsing of its answers.
 
 A failed request, a non-success answer or NaN is reported as *unknown* (None), never as zero: the
-policy holds on unknowns instead of scaling down.
+policy holds on unknowns instead of scaling down. An observation says why it is not usable
+(`Observation.unavailable`): Prometheus not configured, unreachable, answering with an error, or
+answering with no series for this service (`NoData`: the scrape does not reach its replicas, or there
+are none), or with only some of the series the policy needs (`PartialData`, e.g. the first scrapes
+after a start, before a rate has two samples).
 """
 
 from __future__ import annotations
@@ -18,10 +22,13 @@ from ember.observe.queries import render
 from ember.policy.observation import Observation
 
 Sample = tuple[dict[str, str], float]
+REQUIRED = ("qps", "running", "waiting")  # without these the policy holds (policy/autoscale.py, rule 1)
 
 
 class MetricsError(RuntimeError):
-    pass
+    def __init__(self, message: str, reason: str = "PrometheusError") -> None:
+        super().__init__(message)
+        self.reason = reason  # PrometheusUnreachable | PrometheusError
 
 
 def parse_vector(answer: Mapping[str, Any]) -> list[Sample]:
@@ -52,7 +59,9 @@ class Prometheus:
         try:
             r = await self.client.get("/api/v1/query", params={"query": promql})
         except httpx.HTTPError as e:
-            raise MetricsError(f"prometheus unreachable: {type(e).__name__}: {e}") from e
+            raise MetricsError(
+                f"prometheus unreachable: {type(e).__name__}: {e}", "PrometheusUnreachable"
+            ) from e
         if r.status_code >= 500:
             raise MetricsError(f"prometheus answered {r.status_code}")
         return parse_vector(r.json())
@@ -81,7 +90,12 @@ async def observe(
         "start_path": start_path,
     }
     if prom is None:
-        return Observation(**base, metrics_ok=False, missing=("prometheus-not-configured",))
+        return Observation(
+            **base,
+            metrics_ok=False,
+            missing=("prometheus-not-configured",),
+            unavailable="PrometheusNotConfigured",
+        )
     qs = render(
         namespace,
         name,
@@ -94,9 +108,10 @@ async def observe(
     try:
         answers = await asyncio.gather(*(prom.query(q) for q in promql))
     except MetricsError as e:
-        return Observation(**base, metrics_ok=False, missing=(str(e)[:200],))
+        return Observation(**base, metrics_ok=False, missing=(str(e)[:200],), unavailable=e.reason)
     got = dict(zip(names, answers, strict=True))
     missing = tuple(k for k in ("qps", "ttft_p95", "itl_p95", "running", "waiting") if not got[k])
+    absent = [k for k in REQUIRED if not got[k]]
     per_pod: dict[str, float] = {}
     for key in ("running", "waiting"):
         for labels, v in got[key]:
@@ -113,8 +128,9 @@ async def observe(
         waiting=scalar(got["waiting"]),
         kv_cache=sum(kv) / len(kv) if kv else None,
         in_flight_by_pod=per_pod,
-        # Series exist but some are absent (e.g. no request finished a first token yet): still usable;
-        # the policy treats each None input as unknown. Only a failed source is "not ok".
-        metrics_ok=True,
+        # TTFT/ITL may be absent (no request finished a first token in the window): still usable, no
+        # SLO signal then. Without QPS, running or waiting the policy holds: not available.
+        metrics_ok=not absent,
         missing=missing,
+        unavailable="" if not absent else ("NoData" if len(absent) == len(REQUIRED) else "PartialData"),
     )

@@ -23,7 +23,9 @@ class Observation:
     waiting: float | None = None  # requests queued in engines, total
     kv_cache: float | None = None  # mean KV-cache use fraction over ready replicas, 0..1
     in_flight_by_pod: dict[str, float] = field(default_factory=dict)
-    metrics_ok: bool = True  # False when the metrics source failed or is stale: hold
+    metrics_ok: bool = True  # False when the metrics source failed, is stale or lacks data: hold
+    # why not ok: PrometheusNotConfigured | PrometheusUnreachable | PrometheusError | NoData | PartialData
+    unavailable: str = ""
     missing: tuple[str, ...] = ()  # names of inputs that were unavailable, for the decision record
     time_to_ready_s: float = 60.0  # expected start time of the fastest start path available now
     start_path: str = "cold"  # which path that is: restore | cold | cold+node

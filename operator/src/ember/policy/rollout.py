@@ -2,14 +2,21 @@
 
 Algorithm (one pass, idempotent; the executor applies it and the next tick re-plans from what exists):
 
-1. Draining pods (out of the Service) are deleted once idle (in-flight 0 from metrics), not Ready,
-   or past the drain timeout.
-2. Pods of an old template that are not Ready serve nothing: deleted at once.
-3. Create pods of the current template until there are `desired` of them, never holding more than
-   `desired + surge` non-draining pods while old Ready pods remain (surge only during a rollout).
-4. Old Ready pods are drained only as far as Ready pods stay >= `desired`: a Ready replica never
+1. Reclaim: draining pods that are still Ready go back into the Service, of the current template
+   while fewer than `desired` Ready pods of it serve, of an old one while fewer than `desired` Ready
+   pods serve at all. A warm replica whose drain has not finished is the fastest capacity there is:
+   a scale-up right after a scale-down takes it back instead of starting a cold pod beside it.
+2. Draining pods not reclaimed are deleted once idle (in-flight 0 from metrics), not Ready, or past
+   the drain timeout.
+3. Pods of an old template that are not Ready serve nothing: deleted at once.
+4. Create pods of the current template until there are `desired` of them, never holding more than
+   `desired + surge` non-draining pods while old Ready pods remain (surge only during a rollout), and
+   never more than `desired + surge` live pods in all: a draining pod still holds its GPU, so it
+   uses up the surge until it is gone. (Terminating pods, which are on their way out, are not
+   counted.)
+5. Old Ready pods are drained only as far as Ready pods stay >= `desired`: a Ready replica never
    leaves before its replacement is Ready.
-5. Surplus pods of the current template (scale-down): not-Ready ones are deleted first; Ready ones are
+6. Surplus pods of the current template (scale-down): not-Ready ones are deleted first; Ready ones are
    drained, fewest in-flight requests first (metrics), else newest first.
 
 Pod names are `<service>-<index>` with the smallest free index. Deterministic names make creation
@@ -68,7 +75,15 @@ class Delete:
     reason: str
 
 
-Action = Create | Drain | Delete
+@dataclass(frozen=True)
+class Reclaim:
+    """Take a draining (still Ready) pod back into the Service."""
+
+    name: str
+    reason: str
+
+
+Action = Create | Drain | Delete | Reclaim
 
 
 @dataclass(frozen=True)
@@ -119,20 +134,48 @@ def _remove(pods: list[PodView], n: int, reason: str) -> list[Action]:
     return [Drain(p.name, reason) if p.ready else Delete(p.name, reason) for p in chosen]
 
 
+def _reclaim(draining: list[PodView], d: Desired, pods: list[PodView]) -> list[PodView]:
+    """Draining pods that are still Ready, to take back: of the current template while fewer than
+    `desired` Ready pods of it serve, then of an old one while fewer than `desired` Ready pods serve
+    at all. The latest to start draining first (the most recently busy). A pod still starting does
+    not count: a warm one serves now, and the surplus step then deletes the starting one."""
+    want = max(0, d.replicas)
+    up = [p for p in pods if not p.terminating and not p.draining and p.ready]
+    healthy = sorted((p for p in draining if p.ready), key=lambda p: -(p.drain_started or 0.0))
+    same = [p for p in healthy if p.template_hash == d.template_hash]
+    back = same[: max(0, want - sum(p.template_hash == d.template_hash for p in up))]
+    other = [p for p in healthy if p.template_hash != d.template_hash]
+    return back + other[: max(0, want - len(up) - len(back))]
+
+
 def plan(d: Desired, pods: list[PodView], now: float) -> Plan:
     live = [p for p in pods if not p.terminating]
+    want = max(0, d.replicas)
     draining = [p for p in live if p.draining]
-    current = [p for p in live if not p.draining]
+    back = _reclaim(draining, d, pods)
+    back_names = {p.name for p in back}
+    draining = [p for p in draining if p.name not in back_names]
+    current = [p for p in live if not p.draining] + back
     new = [p for p in current if p.template_hash == d.template_hash]
     old = [p for p in current if p.template_hash != d.template_hash]
     old_ready = [p for p in old if p.ready]
-    want = max(0, d.replicas)
 
-    actions: list[Action] = _finish_drains(draining, d, now)
+    actions: list[Action] = [Reclaim(p.name, "ScaleUp") for p in back]
+    finish = _finish_drains(draining, d, now)
+    actions += finish
     actions += [Delete(p.name, "OutdatedNotReady") for p in old if not p.ready]
 
+    gone = {a.name for a in finish if isinstance(a, Delete)}
+    still_draining = len([p for p in draining if p.name not in gone])
     cap = want + d.surge if old_ready else want
-    n_create = max(0, min(want - len(new), cap - len(new) - len(old_ready)))
+    n_create = max(
+        0,
+        min(
+            want - len(new),
+            cap - len(new) - len(old_ready),
+            want + d.surge - len(new) - len(old_ready) - still_draining,
+        ),
+    )
     used = {p.index for p in pods}
     actions += [Create(i) for i in _free_indices(used, n_create)]
 
@@ -150,3 +193,12 @@ def plan(d: Desired, pods: list[PodView], now: float) -> Plan:
         ready=sum(p.ready for p in current),
         rolling=bool(old),
     )
+
+
+def replicas_after(pods: list[PodView], applied: list[Action]) -> int:
+    """Replica pods that exist and serve (or start) once `applied`, the actions that took effect, did:
+    what `status.replicas` (and so `/scale`) reports. A create that failed is not a replica."""
+    removed = {a.name for a in applied if isinstance(a, Drain | Delete)}
+    back = {a.name for a in applied if isinstance(a, Reclaim)}
+    live = [p for p in pods if not p.terminating and (not p.draining or p.name in back)]
+    return len([p for p in live if p.name not in removed]) + sum(isinstance(a, Create) for a in applied)

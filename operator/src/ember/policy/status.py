@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from ember.api.v1alpha1 import Condition
+from ember.policy.observation import Observation
 from ember.policy.rollout import Plan, PodView
 
 
@@ -104,3 +105,43 @@ def replica_conditions(
     else:
         conds = set_condition(conds, "Degraded", False, "AsExpected", "", now, generation)
     return conds
+
+
+METRICS_REASONS = (
+    "MetricsFresh",
+    "PrometheusNotConfigured",
+    "PrometheusUnreachable",
+    "PrometheusError",
+    "NoData",
+    "PartialData",
+    "NoReadyReplicas",
+    "ScaledToZero",
+    "MetricsUnavailable",
+)
+
+
+def metrics_condition(obs: Observation, desired: int) -> tuple[bool, str, str]:
+    """MetricsAvailable as (status, reason, message). Prometheus answering with no series for this
+    service is not "available". With no replica wanted and none there, no data is what is expected:
+    reason `ScaledToZero`, and with replicas that are all still starting, `NoReadyReplicas`, so an
+    alert on the condition can tell those from a scrape that does not reach running replicas
+    (`NoData`) or a Prometheus that is down (`PrometheusUnreachable`, `PrometheusError`)."""
+    if obs.metrics_ok:
+        return True, "MetricsFresh", ""
+    reason = obs.unavailable or "MetricsUnavailable"
+    if reason == "NoData" and obs.current_replicas == 0 and desired == 0:
+        return False, "ScaledToZero", "no replicas wanted or running: nothing to measure"
+    if reason in ("NoData", "PartialData") and obs.ready_replicas == 0:
+        return (
+            False,
+            "NoReadyReplicas",
+            f"{obs.current_replicas} replica(s), none Ready yet: nothing to measure",
+        )
+    detail = "; ".join(obs.missing)
+    if reason == "NoData":
+        detail = (
+            f"Prometheus answered with no series for this service's {obs.ready_replicas} Ready replica(s) "
+            f"(missing: {detail}); check that the scrape reaches them with the labels namespace and "
+            "inferenceservice"
+        )
+    return False, reason, detail[:1000]

@@ -15,10 +15,12 @@ class Metrics:
     registry: CollectorRegistry
     reconciles: Counter
     reconcile_seconds: Histogram
+    step_failures: Counter
     actions: Counter
     replicas_desired: Gauge
     replicas_ready: Gauge
     decisions: Counter
+    metrics_available: Gauge
     buffer_placeholders: Gauge
     buffer_preemptions: Counter
 
@@ -34,6 +36,12 @@ class Metrics:
                 registry=r,
                 buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             ),
+            step_failures=Counter(
+                "ember_reconcile_step_failures_total",
+                "Steps of a reconcile pass (autoscale, replicas, buffer, checkpoint) that raised",
+                ["step"],
+                registry=r,
+            ),
             actions=Counter(
                 "ember_replica_actions_total", "Replica actions applied", ["action", "result"], registry=r
             ),
@@ -45,6 +53,13 @@ class Metrics:
                 "ember_scaling_decisions_total",
                 "Autoscaler decisions by reason",
                 ["namespace", "name", "reason", "mode"],
+                registry=r,
+            ),
+            metrics_available=Gauge(
+                "ember_metrics_available",
+                "1 when the autoscaler has the metrics it needs, else 0; reason as in the MetricsAvailable "
+                "condition (ScaledToZero and NoReadyReplicas: nothing to measure, not a fault)",
+                ["namespace", "name", "reason"],
                 registry=r,
             ),
             buffer_placeholders=Gauge(
