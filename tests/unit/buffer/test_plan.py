@@ -126,10 +126,14 @@ def test_a_placeholder_asks_for_exactly_one_replica_on_the_same_gpu_type() -> No
 
 
 def test_prestage_runs_the_replica_image_into_the_node_cache() -> None:
-    init = placeholder_pod("llm", "ns", "u", SPEC, 0)["spec"]["initContainers"][0]
+    init = placeholder_pod("llm", "ns", "u", SPEC, 0, checkpoint_dir="/r/ns/llm")["spec"]["initContainers"][0]
     assert init["image"] == SPEC.engine.image and init["command"] == ["ember-supervisor"]
     assert init["args"][:5] == ["prestage", "--model", "hf://org/model", "--revision", "abc"]
-    assert "--checkpoints" in init["args"]
+    assert init["args"][-2:] == ["--checkpoints", "/r/ns/llm"]  # the service's own directory, read-only
+    assert {"name": "checkpoints", "mountPath": "/r/ns/llm", "readOnly": True} in init["volumeMounts"]
+    # without the admin's checkpoint grant (policy/tenancy.py) no checkpoint directory is mounted
+    ungranted = placeholder_pod("llm", "ns", "u", SPEC, 0)["spec"]["initContainers"][0]
+    assert "--checkpoints" not in ungranted["args"]
     assert L.GPU_RESOURCE not in init["resources"]["requests"]
     off = SPEC.model_copy(update={"warm_buffer": SPEC.warm_buffer.model_copy(update={"prestage": False})})
     assert "initContainers" not in placeholder_pod("llm", "ns", "u", off, 0)["spec"]

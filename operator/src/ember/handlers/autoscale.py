@@ -18,7 +18,7 @@ from ember.handlers.objects import parse
 from ember.handlers.replicas import Emit, kopf_emit
 from ember.handlers.status_writer import AUTOSCALER, apply_owned
 from ember.kube.views import pod_view
-from ember.observe.prometheus import observe
+from ember.observe.prometheus import OVERRIDES_NOT_ALLOWED, observe
 from ember.policy.autoscale import decide
 from ember.policy.desired import restore_available
 from ember.policy.status import set_condition
@@ -37,6 +37,12 @@ def start_path(
 
 def _ms(s: float | None) -> float | None:
     return None if s is None else round(s * 1000.0, 1)
+
+
+def _metrics_reason(ok: bool, missing: tuple[str, ...]) -> str:
+    if ok:
+        return "MetricsFresh"
+    return "QueryOverridesNotAllowed" if OVERRIDES_NOT_ALLOWED in missing else "MetricsUnavailable"
 
 
 async def autoscale_step(
@@ -64,6 +70,7 @@ async def autoscale_step(
         ready=sum(v.ready for v in current),
         time_to_ready_s=ttr,
         start_path=path,
+        allow_overrides=ctx.settings.allow_query_overrides,
     )
     ctx.observations[key] = obs
     decision, state = decide(spec, obs, prev.autoscaler)
@@ -75,7 +82,7 @@ async def autoscale_step(
         prev.conditions,
         "MetricsAvailable",
         obs.metrics_ok,
-        "MetricsFresh" if obs.metrics_ok else "MetricsUnavailable",
+        _metrics_reason(obs.metrics_ok, obs.missing),
         "" if obs.metrics_ok else "; ".join(obs.missing)[:500],
         stamp,
         gen,

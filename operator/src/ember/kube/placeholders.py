@@ -61,7 +61,9 @@ def selector_string(service: str) -> str:
     return f"{L.ISVC}={service},{L.COMPONENT}={L.PLACEHOLDER}"
 
 
-def spec_hash(spec: InferenceServiceSpec, pause_image: str = PAUSE_IMAGE) -> str:
+def spec_hash(
+    spec: InferenceServiceSpec, pause_image: str = PAUSE_IMAGE, checkpoint_dir: str | None = None
+) -> str:
     """Hash of everything that shapes a placeholder: a change replaces the placeholders."""
     shaping = {
         "resources": spec.resources.model_dump(mode="json", by_alias=True),
@@ -71,14 +73,17 @@ def spec_hash(spec: InferenceServiceSpec, pause_image: str = PAUSE_IMAGE) -> str
         "prestage": [spec.engine.image, spec.model.uri, spec.model.revision]
         if spec.warm_buffer.prestage
         else [],
-        "checkpoint": spec.checkpoint.storage.model_dump(mode="json", by_alias=True),
+        "checkpoint": checkpoint_dir,
         "pause": pause_image,
     }
     return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:10]
 
 
-def _prestage(spec: InferenceServiceSpec) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The pre-stage init container and its volumes."""
+def _prestage(
+    spec: InferenceServiceSpec, checkpoint_dir: str | None
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The pre-stage init container and its volumes. `checkpoint_dir`: the service's node directory of
+    checkpoints when the admin granted checkpoints on a hostPath root (policy/tenancy.py), else None."""
     args = [
         "prestage",
         "--model",
@@ -92,11 +97,12 @@ def _prestage(spec: InferenceServiceSpec) -> tuple[dict[str, Any], list[dict[str
         {"name": "ember-cache", "hostPath": {"path": PRESTAGE_CACHE, "type": "DirectoryOrCreate"}}
     ]
     mounts: list[dict[str, Any]] = [{"name": "ember-cache", "mountPath": PRESTAGE_CACHE}]
-    st = spec.checkpoint.storage
-    if spec.checkpoint.enabled and st.type == "hostPath":
-        args += ["--checkpoints", st.path]
-        volumes.append({"name": "checkpoints", "hostPath": {"path": st.path, "type": "DirectoryOrCreate"}})
-        mounts.append({"name": "checkpoints", "mountPath": st.path})
+    if checkpoint_dir is not None:
+        args += ["--checkpoints", checkpoint_dir]
+        volumes.append(
+            {"name": "checkpoints", "hostPath": {"path": checkpoint_dir, "type": "DirectoryOrCreate"}}
+        )
+        mounts.append({"name": "checkpoints", "mountPath": checkpoint_dir, "readOnly": True})
     init = {
         "name": "prestage",
         "image": spec.engine.image,
@@ -118,6 +124,7 @@ def placeholder_pod(
     spec: InferenceServiceSpec,
     index: int,
     pause_image: str = PAUSE_IMAGE,
+    checkpoint_dir: str | None = None,
 ) -> dict[str, Any]:
     r = spec.resources
     requests: dict[str, str] = {"cpu": r.cpu, "memory": r.memory}
@@ -134,7 +141,7 @@ def placeholder_pod(
         "automountServiceAccountToken": False,
     }
     if spec.warm_buffer.prestage:
-        init, volumes = _prestage(spec)
+        init, volumes = _prestage(spec, checkpoint_dir)
         pod_spec["initContainers"] = [init]
         pod_spec["volumes"] = volumes
     if r.gpu:
@@ -145,7 +152,7 @@ def placeholder_pod(
         L.ISVC: service,
         L.COMPONENT: L.PLACEHOLDER,
         L.MANAGED_BY: L.MANAGED_BY_VALUE,
-        SPEC_HASH: spec_hash(spec, pause_image),
+        SPEC_HASH: spec_hash(spec, pause_image, checkpoint_dir),
         "app.kubernetes.io/name": "ember-placeholder",
         "app.kubernetes.io/instance": service,
     }

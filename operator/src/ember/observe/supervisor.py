@@ -33,12 +33,13 @@ def checkpoint_status(manifest: dict[str, Any], location: str) -> CheckpointStat
         raise SupervisorError(f"unreadable manifest from the supervisor: {e}") from e
 
 
-async def request_checkpoint(url: str, timeout_s: float) -> dict[str, Any]:
+async def request_checkpoint(url: str, token: str, timeout_s: float) -> dict[str, Any]:
     """POST /checkpoint: the supervisor quiesces, dumps (the engine keeps serving), runs a canary restore
-    and answers with the manifest. Takes as long as a dump plus a verify."""
+    and answers with the manifest. Takes as long as a dump plus a verify. `token`: the service's
+    supervisor token (its Secret); sent as a bearer token, never logged."""
     try:
         async with httpx.AsyncClient(timeout=timeout_s) as c:
-            r = await c.post(f"{url.rstrip('/')}/checkpoint")
+            r = await c.post(f"{url.rstrip('/')}/checkpoint", headers={"Authorization": f"Bearer {token}"})
     except httpx.HTTPError as e:
         raise SupervisorError(f"supervisor unreachable at {url}: {type(e).__name__}: {e}") from e
     if r.status_code != 200:
