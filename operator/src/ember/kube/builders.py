@@ -212,7 +212,20 @@ def replica_pod(
     mounts.append({"name": "dshm", "mountPath": SHM_MOUNT})
     probe = {"httpGet": {"path": "/health", "port": "http"}}
     sup = supervisor_config(name, spec, model, supervisor_port, checkpoints=checkpoint is not None)
-    container = {
+    env: list[dict[str, Any]] = [{"name": v.name, "value": v.value} for v in e.env] + [
+        {"name": "EMBER_INFERENCESERVICE", "value": name},
+        {"name": "EMBER_START_PATH", "value": start_path},
+        {"name": "EMBER_SUPERVISOR_CONFIG_JSON", "value": json.dumps(sup, sort_keys=True)},
+        {
+            "name": TOKEN_ENV,
+            "valueFrom": {"secretKeyRef": {"name": token_secret_name(name), "key": TOKEN_KEY}},
+        },
+    ]
+    if checkpoint is None and not any(v.name == "HOME" for v in e.env):
+        # a non-root engine cannot write the image's /root: its caches (Hugging Face, vLLM) go to the
+        # state emptyDir, which fsGroup makes writable (unless the spec sets HOME itself)
+        env.append({"name": "HOME", "value": STATE_MOUNT})
+    container: dict[str, Any] = {
         "name": "engine",
         "image": e.image,
         # PID 1 is Ember's supervisor: it restores a verified checkpoint or starts vLLM cold (falling back
@@ -223,16 +236,7 @@ def replica_pod(
             {"name": "http", "containerPort": e.port, "protocol": "TCP"},
             {"name": "supervisor", "containerPort": supervisor_port, "protocol": "TCP"},
         ],
-        "env": [{"name": v.name, "value": v.value} for v in e.env]
-        + [
-            {"name": "EMBER_INFERENCESERVICE", "value": name},
-            {"name": "EMBER_START_PATH", "value": start_path},
-            {"name": "EMBER_SUPERVISOR_CONFIG_JSON", "value": json.dumps(sup, sort_keys=True)},
-            {
-                "name": TOKEN_ENV,
-                "valueFrom": {"secretKeyRef": {"name": token_secret_name(name), "key": TOKEN_KEY}},
-            },
-        ],
+        "env": env,
         "resources": {"requests": requests, "limits": limits},
         # cold starts take minutes: the startup probe allows 30 min before liveness applies
         "startupProbe": {**probe, "periodSeconds": 5, "failureThreshold": 360},
