@@ -232,8 +232,7 @@ class CheckpointStorage(EmberModel):
     )
 
     root: str = Field("default", min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-    """Name of a storage root the cluster admin declared (chart values checkpoints.storageRoots). A name
-    the operator does not know is reported by condition CheckpointReady=False (UnknownStorageRoot)."""
+    """Name of a storage root the cluster admin declared (chart values checkpoints.storageRoots)."""
     sub_path: str | None = Field(None, min_length=1, max_length=512)
     """Optional directory below this service's own directory in the root (relative names only)."""
 
@@ -242,9 +241,10 @@ class Checkpoint(EmberModel):
     """Checkpoint/restore of a warmed-up engine so new replicas skip cold start."""
 
     enabled: bool = False
-    """Take a checkpoint after the first replica is warm, and restore new replicas from it."""
+    """Take a checkpoint after the first replica is warm, and restore new replicas from it. Needs the
+    cluster admin's opt-in for this namespace; without it, CheckpointReady=False says so."""
     storage: CheckpointStorage = Field(default_factory=CheckpointStorage)
-    """Where images are kept."""
+    """Where images are kept: an admin-declared storage root, in this service's own directory."""
     restore_policy: Literal["IfVerified", "Never"] = "IfVerified"
     """IfVerified: restore only from a checkpoint that passed its canary restore; Never: cold start."""
     keep: int = Field(2, ge=1, le=100)
