@@ -66,7 +66,7 @@ async def checkpoint_step(
     url = f"http://{ip}:{ctx.settings.supervisor_port}"
     now = datetime.now(UTC).replace(microsecond=0)
     try:
-        token = await _token(ctx, ns, name)
+        token = await supervisor_token(ctx, ns, name)
         manifest = await request_checkpoint(url, token, ctx.settings.checkpoint_timeout_seconds)
         cp = checkpoint_status(manifest, grant.location)
     except SupervisorError as e:
@@ -99,8 +99,9 @@ async def checkpoint_step(
     )
 
 
-async def _token(ctx: OperatorContext, ns: str, name: str) -> str:
-    """The service's supervisor token from the Secret the operator created (executor.ensure_service)."""
+async def supervisor_token(ctx: OperatorContext, ns: str, name: str) -> str:
+    """The service's supervisor token from the Secret the operator created (executor.ensure_service), for
+    every call to the supervisor's POST routes (observe.supervisor.auth_headers)."""
     secret = builders.token_secret_name(name)
     try:
         token = await asyncio.to_thread(ctx.api.read_secret_key, ns, secret, builders.TOKEN_KEY)

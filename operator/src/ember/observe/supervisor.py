@@ -16,6 +16,11 @@ class SupervisorError(RuntimeError):
     pass
 
 
+def auth_headers(token: str) -> dict[str, str]:
+    """What every call to a supervisor's POST routes carries: the service's token (its Secret)."""
+    return {"Authorization": f"Bearer {token}"}
+
+
 def checkpoint_status(manifest: dict[str, Any], location: str) -> CheckpointStatus:
     """A supervisor's manifest -> what status.checkpoint records (pure)."""
     try:
@@ -39,7 +44,7 @@ async def request_checkpoint(url: str, token: str, timeout_s: float) -> dict[str
     supervisor token (its Secret); sent as a bearer token, never logged."""
     try:
         async with httpx.AsyncClient(timeout=timeout_s) as c:
-            r = await c.post(f"{url.rstrip('/')}/checkpoint", headers={"Authorization": f"Bearer {token}"})
+            r = await c.post(f"{url.rstrip('/')}/checkpoint", headers=auth_headers(token))
     except httpx.HTTPError as e:
         raise SupervisorError(f"supervisor unreachable at {url}: {type(e).__name__}: {e}") from e
     if r.status_code != 200:
