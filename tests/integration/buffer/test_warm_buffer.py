@@ -237,7 +237,12 @@ def test_a_missing_priority_class_is_reported_and_disabling_removes_the_buffer(
 
     patch_spec(kube, "m", {"warmBuffer": {"priorityClassName": "ember-warm-buffer"}})
     eventually(lambda: held(kube, "m", 2), 30, what="placeholders once the PriorityClass is right")
-    assert condition(kube, "m", "WarmBufferMisconfigured")["status"] == "False"
+    # the status write ends the pass that created them; the pods can turn Running before it lands
+    eventually(
+        lambda: condition(kube, "m", "WarmBufferMisconfigured")["status"] == "False",
+        10,
+        what="WarmBufferMisconfigured=False",
+    )
 
     patch_spec(kube, "m", {"warmBuffer": {"enabled": False}})
     eventually(

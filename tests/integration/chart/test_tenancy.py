@@ -75,7 +75,12 @@ def tenant(kube: Kube, installed: str, tmp_path: Path) -> Tenant:
         30,
         what="edit aggregates InferenceServices",
     )
-    assert t.kubectl("auth", "can-i", "patch", "inferenceservices/status", check=False).stdout.strip() == "no"
+    assert (
+        t.kubectl(
+            "auth", "can-i", "patch", "inferenceservices", "--subresource=status", check=False
+        ).stdout.strip()
+        == "no"
+    )
     return t
 
 
