@@ -115,10 +115,31 @@ CASES: list[tuple[str, dict[str, Any], tuple[str, ...]]] = [
         {"resources": {"gpu": 0}, "warmBuffer": {"enabled": True}},
         ("spec.warmBuffer.enabled", "needs resources.gpu > 0"),
     ),
+    # Tenants name an admin-declared storage root, never a node path or a volume (policy/tenancy.py).
     (
-        "pvc-storage-without-claim",
-        {"checkpoint": {"storage": {"type": "pvc"}}},
-        ("spec.checkpoint.storage.claimName", "claimName is required"),
+        "storage-node-root-path",
+        {"checkpoint": {"storage": {"path": "/"}}},
+        ('unknown field "spec.checkpoint.storage.path"',),
+    ),
+    (
+        "storage-invented-hostpath",
+        {"checkpoint": {"storage": {"hostPath": "/etc"}}},
+        ('unknown field "spec.checkpoint.storage.hostPath"',),
+    ),
+    (
+        "storage-subpath-climbs-out",
+        {"checkpoint": {"storage": {"subPath": "a/../../other-ns"}}},
+        ("spec.checkpoint.storage.subPath", "no '.' or '..' parts"),
+    ),
+    (
+        "storage-subpath-absolute",
+        {"checkpoint": {"storage": {"subPath": "/etc"}}},
+        ("spec.checkpoint.storage.subPath", "no leading '/'"),
+    ),
+    (
+        "storage-root-not-a-name",
+        {"checkpoint": {"storage": {"root": "../x"}}},
+        ("spec.checkpoint.storage.root",),
     ),
     ("checkpoint-keep-zero", {"checkpoint": {"keep": 0}}, ("spec.checkpoint.keep",)),
     (

@@ -160,7 +160,7 @@ class Load:
             t.join(150)
 
 
-def isvc(replica_image: str, checkpoint_path: str) -> dict[str, Any]:
+def isvc(replica_image: str, run_id: str) -> dict[str, Any]:
     return {
         "apiVersion": "serving.ember.dev/v1alpha1",
         "kind": "InferenceService",
@@ -190,12 +190,13 @@ def isvc(replica_image: str, checkpoint_path: str) -> dict[str, Any]:
                 "decisionIntervalSeconds": 2,
                 "drainTimeoutSeconds": 60,
             },
-            # a fresh directory on the node per run: a verified checkpoint of the same identity left by an
-            # earlier run would be restored at once (as it should), and the cold path go untested
+            # a fresh directory on the node per run (the chart's e2e root, then <namespace>/chat/<run>): a
+            # verified checkpoint of the same identity left by an earlier run would be restored at once (as
+            # it should), and the cold path go untested
             "checkpoint": {
                 "enabled": True,
                 "keep": 1,
-                "storage": {"type": "hostPath", "path": checkpoint_path},
+                "storage": {"root": "e2e", "subPath": run_id},
             },
         },
     }
@@ -234,6 +235,9 @@ def scenario(
             "operator.prometheusUrl": f"http://{gateway}:{prom.port}",
             "operator.logFormat": "text",
             "operator.coldStartSeconds": "120",
+            # the admin's checkpoint grant: this namespace may get CRIU's capabilities, on this root
+            "checkpoints.namespaces": "{" + ns + "}",
+            "checkpoints.storageRoots.e2e.hostPath": "/var/lib/ember/e2e-checkpoints",
         }
         args = [a for kv in sets.items() for a in ("--set", "=".join(kv))]
         r = subprocess.run(
@@ -288,8 +292,8 @@ def forensics(k: Kind, ns: str) -> None:
 def test_inference_service_lifecycle_with_real_pods(scenario: Scenario, images: dict[str, str]) -> None:
     s, k = scenario, scenario.k
     t0 = time.monotonic()
-    run_dir = f"/var/lib/ember/e2e-checkpoints/{time.strftime('%Y%m%dT%H%M%S')}"
-    k.k("apply", "-n", s.ns, "-f", "-", input=yaml.safe_dump(isvc(images["replica"], run_dir)))
+    run_id = time.strftime("%Y%m%dT%H%M%S")
+    k.k("apply", "-n", s.ns, "-f", "-", input=yaml.safe_dump(isvc(images["replica"], run_id)))
 
     # 1. the first replica starts cold and becomes Ready; the Service answers a completion
     eventually(lambda: [p for p in s.replicas() if s.ready(p)], 900, what="a Ready replica", every_s=3)

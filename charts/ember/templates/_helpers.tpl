@@ -93,6 +93,12 @@ namespace (Role). Each rule is what a code path in operator/src/ember needs; not
 - apiGroups: [""]
   resources: ["services"]
   verbs: ["get", "list", "watch", "create", "patch"]
+# One Secret per InferenceService holding its supervisor's token (executor.ensure_service creates it,
+# owned by the InferenceService; replica pods read it through secretKeyRef), read back by name when the
+# operator calls the supervisor (handlers/checkpoint.py). No list/watch/update/delete: only its own, by name.
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get", "create"]
 # kopf posts core/v1 Events (POST only, never updates them) that explain every action and failure.
 - apiGroups: [""]
   resources: ["events"]

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ember.policy.tenancy import CheckpointAccess, StorageRoot
+
 
 class Settings(BaseSettings):
     # use_attribute_docstrings: each field's docstring is its description (`ember-operator --help`)
@@ -57,3 +59,25 @@ class Settings(BaseSettings):
     without scaling decisions, and shorter leases mean more API writes (one per duration/7.5)."""
     log_format: str = Field("json", pattern="^(json|text)$")
     """json: one JSON object per line (for log pipelines); text: for humans."""
+    checkpoint_storage_roots: dict[str, StorageRoot] = Field(
+        default_factory=lambda: {"default": StorageRoot(host_path="/var/lib/ember/checkpoints")}
+    )
+    """Checkpoint storage roots by name (JSON: {"name": {"hostPath": "/dir"} | {"pvc": "claim"}}). Specs
+    name a root (spec.checkpoint.storage.root); each service gets <root>/<namespace>/<name>. Only the
+    admin chooses node paths and volumes, never a tenant."""
+    checkpoint_namespaces: list[str] = Field(default_factory=list)
+    """Namespaces whose replicas may get the checkpoint capabilities (SYS_ADMIN, ... and unconfined
+    seccomp/AppArmor, kube/builders.py). Elsewhere replicas run under the restricted Pod Security profile
+    and checkpointing is refused by condition. Empty: nowhere, unless checkpoint_all_namespaces."""
+    checkpoint_all_namespaces: bool = False
+    """Allow the checkpoint capabilities in every namespace (a cluster whose tenants are trusted)."""
+    allow_query_overrides: bool = False
+    """Honour spec.scaling.queries (PromQL overrides). Off: an override could read any namespace's series
+    back through status, so a spec that sets one gets MetricsAvailable=False (QueryOverridesNotAllowed)."""
+
+    def checkpoint_access(self) -> CheckpointAccess:
+        return CheckpointAccess(
+            self.checkpoint_storage_roots,
+            frozenset(self.checkpoint_namespaces),
+            self.checkpoint_all_namespaces,
+        )

@@ -20,6 +20,7 @@ import httpx
 import pytest
 from ember.kube.builders import CHECKPOINT_CAPABILITIES
 
+TOKEN = "integration-token"  # the supervisor's bearer token (the operator's, from the service's Secret)
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 
 REPO = Path(__file__).resolve().parents[3]
@@ -112,6 +113,8 @@ class Replica:
             f"{checkpoints}:/var/lib/ember/checkpoints",
             "-e",
             f"EMBER_SUPERVISOR_CONFIG_JSON={json.dumps(config())}",
+            "-e",
+            f"EMBER_SUPERVISOR_TOKEN={TOKEN}",
             "-p",
             "127.0.0.1::8000",
             "-p",
@@ -179,7 +182,9 @@ def test_the_replica_image_serves_checkpoints_and_restores_in_a_new_container(
     assert greedy.strip(), "the engine generated nothing"
 
     t1 = time.monotonic()
-    r = httpx.post(first.supervisor + "/checkpoint", timeout=600)
+    r = httpx.post(
+        first.supervisor + "/checkpoint", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=600
+    )
     TIMINGS["container_checkpoint_s"] = time.monotonic() - t1
     assert r.status_code == 200, f"{r.text}\n{first.logs()}"
     manifest = r.json()

@@ -20,6 +20,8 @@ from ember_checkpoint.testing import counter_server_argv, free_port, get, port_i
 from prometheus_client.parser import text_string_to_metric_families
 
 pytestmark = pytest.mark.integration
+TOKEN = "integration-token"  # what the operator puts in the pod from the service's Secret
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 class Sup:
@@ -33,7 +35,7 @@ class Sup:
                 [sys.executable, "-m", "ember_checkpoint.supervisor.main", "--config", str(path)],
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, **(env or {})},
+                env={**os.environ, "EMBER_SUPERVISOR_TOKEN": TOKEN, **(env or {})},
             )
         self.url = f"http://127.0.0.1:{cfg.listen_port}"
         self.startup = self._wait_started()
@@ -97,7 +99,12 @@ def checkpointed_at_3(cfg: SupervisorConfig, tmp: Path, sups: list[Sup]) -> dict
     assert first.startup["path"] == "cold" and first.startup["why"] == "no usable checkpoint"
     for _ in range(3):
         get(cfg.engine_port, "/inc")
-    r = httpx.post(first.url + "/checkpoint", timeout=120)
+    # only the operator may act: without its token, or with another, nothing is dumped
+    assert httpx.post(first.url + "/checkpoint", timeout=10).status_code == 401
+    wrong = {"Authorization": "Bearer someone-elses"}
+    assert httpx.post(first.url + "/checkpoint", headers=wrong, timeout=10).status_code == 401
+    assert first.metric("ember_supervisor_checkpoints_total", result="failed") == 0
+    r = httpx.post(first.url + "/checkpoint", headers=AUTH, timeout=120)
     assert r.status_code == 200, r.text
     manifest = r.json()
     assert manifest["verification"]["verified"], manifest

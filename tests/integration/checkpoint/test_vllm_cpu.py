@@ -38,6 +38,7 @@ from ember_checkpoint.testing import free_port, port_is_free
 from ember_checkpoint.verify import verify
 from prometheus_client.parser import text_string_to_metric_families
 
+TOKEN = "integration-token"  # the supervisor's bearer token (the operator's, from the service's Secret)
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 REPO = Path(__file__).resolve().parents[3]
@@ -185,7 +186,7 @@ def checkpointed(
         assert len(tree) >= 3, f"expected the API server, engine core and worker, got {tree}"
 
         t1 = time.monotonic()
-        r = httpx.post(sup.url + "/checkpoint", timeout=600)
+        r = httpx.post(sup.url + "/checkpoint", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=600)
         TIMINGS["supervisor_checkpoint_s"] = time.monotonic() - t1
         assert r.status_code == 200, r.text
         manifest = Manifest.model_validate_json(r.text)
@@ -274,7 +275,7 @@ class Sup:
                 [sys.executable, "-m", "ember_checkpoint.supervisor.main", "--config", str(path)],
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, **(env or {})},
+                env={**os.environ, "EMBER_SUPERVISOR_TOKEN": TOKEN, **(env or {})},
             )
         self.url = f"http://127.0.0.1:{cfg.listen_port}"
 

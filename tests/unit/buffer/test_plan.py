@@ -126,13 +126,26 @@ def test_a_placeholder_asks_for_exactly_one_replica_on_the_same_gpu_type() -> No
 
 
 def test_prestage_runs_the_replica_image_into_the_node_cache() -> None:
-    init = placeholder_pod("llm", "ns", "u", SPEC, 0)["spec"]["initContainers"][0]
+    granted = placeholder_pod("llm", "ns", "u", SPEC, 0, checkpoint_dir="/r/ns/llm", prestage_allowed=True)
+    init = granted["spec"]["initContainers"][0]
     assert init["image"] == SPEC.engine.image and init["command"] == ["ember-supervisor"]
     assert init["args"][:5] == ["prestage", "--model", "hf://org/model", "--revision", "abc"]
-    assert "--checkpoints" in init["args"]
+    assert init["args"][-2:] == ["--checkpoints", "/r/ns/llm"]  # the service's own directory, read-only
+    assert {"name": "checkpoints", "mountPath": "/r/ns/llm", "readOnly": True} in init["volumeMounts"]
+    # without the admin's checkpoint grant (policy/tenancy.py) no checkpoint directory is mounted
+    no_checkpoints = placeholder_pod("llm", "ns", "u", SPEC, 0, prestage_allowed=True)
+    assert "--checkpoints" not in no_checkpoints["spec"]["initContainers"][0]["args"]
     assert L.GPU_RESOURCE not in init["resources"]["requests"]
     off = SPEC.model_copy(update={"warm_buffer": SPEC.warm_buffer.model_copy(update={"prestage": False})})
-    assert "initContainers" not in placeholder_pod("llm", "ns", "u", off, 0)["spec"]
+    assert "initContainers" not in placeholder_pod("llm", "ns", "u", off, 0, prestage_allowed=True)["spec"]
+
+
+def test_outside_the_admins_grant_a_placeholder_runs_no_tenant_image_and_mounts_no_node_path() -> None:
+    pod = placeholder_pod("llm", "ns", "u", SPEC, 0)["spec"]  # prestage asked for, namespace not opted in
+    assert "initContainers" not in pod and "volumes" not in pod
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["containers"][0]["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert spec_hash(SPEC) != spec_hash(SPEC, prestage_allowed=True)  # a grant replaces the placeholders
 
 
 def test_a_shape_change_changes_the_hash_but_replica_count_does_not() -> None:

@@ -7,6 +7,9 @@ from typing import Any
 
 from ember.api.v1alpha1 import InferenceServiceSpec
 from ember.kube import builders
+from ember.policy.tenancy import CheckpointGrant
+
+GRANT = CheckpointGrant({"hostPath": {"path": "/r/ns/llm"}}, None, "/r/ns/llm", "hostPath:///r/ns/llm")
 
 # the set the replica image test runs with (Docker names SYS_ADMIN for CHECKPOINT_RESTORE)
 TESTED = {"SYS_ADMIN", "SYS_PTRACE", "NET_ADMIN", "SYS_TIME", "SYS_CHROOT", "SETPCAP", "SETUID", "SETGID"}
@@ -16,7 +19,7 @@ def pod(checkpoint: bool) -> dict[str, Any]:
     spec = InferenceServiceSpec.model_validate(
         {"model": {"uri": "hf://org/m"}, "checkpoint": {"enabled": checkpoint}}
     )
-    return builders.replica_pod("llm", "ns", "uid", spec, 0)
+    return builders.replica_pod("llm", "ns", "uid", spec, 0, checkpoint=GRANT if checkpoint else None)
 
 
 def test_a_checkpointing_replica_gets_the_tested_capabilities_and_nothing_more() -> None:
@@ -27,7 +30,8 @@ def test_a_checkpointing_replica_gets_the_tested_capabilities_and_nothing_more()
     assert set(sc["capabilities"]["add"]) == TESTED
     assert "privileged" not in sc
     assert sc["seccompProfile"] == {"type": "Unconfined"} and sc["appArmorProfile"] == {"type": "Unconfined"}
-    assert "securityContext" not in pod(False)["spec"]["containers"][0]  # no CRIU, no privileges
+    plain = pod(False)["spec"]["containers"][0]["securityContext"]  # no CRIU, no privileges
+    assert plain == {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
 
 
 def test_every_replica_gets_a_memory_dev_shm_for_vllms_queues() -> None:

@@ -32,11 +32,13 @@ MANIFEST = {
 class Supervisor:
     def __init__(self, code: int = 200, body: Any = MANIFEST) -> None:
         self.code, self.body, self.calls = code, body, 0
+        self.auth: list[str | None] = []
         outer = self
 
         class H(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 - http.server's name
                 outer.calls += 1
+                outer.auth.append(self.headers.get("Authorization"))
                 data = json.dumps(outer.body).encode()
                 self.send_response(outer.code)
                 self.send_header("Content-Length", str(len(data)))
@@ -51,9 +53,15 @@ class Supervisor:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
+TOKEN = "s3cret-token"
+
+
 class StatusAPI:
     def __init__(self) -> None:
         self.applied: list[tuple[dict[str, Any], str]] = []
+
+    def read_secret_key(self, ns: str, name: str, key: str) -> str | None:
+        return TOKEN if (ns, name, key) == ("ns", "llm-supervisor-token", "token") else None
 
     def apply_status(self, ns: str, name: str, owned: dict[str, Any], manager: str) -> None:
         self.applied.append((owned, manager))
@@ -84,10 +92,14 @@ def pod(name: str, created: str, ready: bool = True) -> dict[str, Any]:
 
 @pytest.fixture
 def ctx_for() -> Iterator[Any]:
-    def make(sup: Supervisor) -> tuple[OperatorContext, StatusAPI, list[tuple[str, str]]]:
+    def make(
+        sup: Supervisor, allowed: tuple[str, ...] = ("ns",)
+    ) -> tuple[OperatorContext, StatusAPI, list[tuple[str, str]]]:
         api = StatusAPI()
         ctx = OperatorContext(
-            settings=Settings(supervisor_port=sup.port, checkpoint_timeout_seconds=5),
+            settings=Settings(
+                supervisor_port=sup.port, checkpoint_timeout_seconds=5, checkpoint_namespaces=list(allowed)
+            ),
             api=api,
             metrics=Metrics.create(),
         )  # type: ignore[arg-type]
@@ -114,6 +126,8 @@ def test_first_warm_replica_is_checkpointed_and_recorded_as_verified(ctx_for: An
     assert [c["type"] for c in owned["conditions"]] == ["CheckpointReady"]
     assert owned["conditions"][0]["status"] == "True"
     assert events == [("Normal", "CheckpointTaken")]
+    assert sup.auth == [f"Bearer {TOKEN}"]  # the service's token, from its Secret
+    assert owned["checkpoint"]["location"] == "hostPath:///var/lib/ember/checkpoints/ns/llm"
 
 
 def test_nothing_is_asked_without_a_ready_replica_or_when_disabled_or_already_verified(ctx_for: Any) -> None:
@@ -161,3 +175,35 @@ def test_new_replicas_restore_only_from_a_verified_checkpoint() -> None:
         update={"checkpoint": spec.checkpoint.model_copy(update={"restore_policy": "Never"})}
     )
     assert not restore_available(never, verified)
+
+
+def test_a_namespace_the_admin_did_not_opt_in_gets_a_condition_and_one_event_and_no_call(
+    ctx_for: Any,
+) -> None:
+    sup = Supervisor()
+    ctx, api, events = ctx_for(sup, allowed=())
+    pods = [pod("llm-0", "2026-11-24T01:00:00Z")]
+    run(ctx, body(), pods, events)
+    assert sup.calls == 0
+    owned, _ = api.applied[-1]
+    [cond] = owned["conditions"]
+    assert (cond["type"], cond["status"], cond["reason"]) == (
+        "CheckpointReady",
+        "False",
+        "CheckpointsNotAllowed",
+    )
+    assert "namespace ns" in cond["message"]
+    b = body()
+    b["status"] = {"conditions": owned["conditions"]}
+    run(ctx, b, pods, events)  # the condition is already there: no second write, no second Event
+    assert events == [("Warning", "CheckpointsNotAllowed")] and len(api.applied) == 1
+
+
+def test_an_unknown_storage_root_is_a_condition_not_a_call(ctx_for: Any) -> None:
+    sup = Supervisor()
+    ctx, api, events = ctx_for(sup)
+    b = body()
+    b["spec"]["checkpoint"]["storage"] = {"root": "made-up"}
+    run(ctx, b, [pod("llm-0", "2026-11-24T01:00:00Z")], events)
+    assert sup.calls == 0 and events == [("Warning", "UnknownStorageRoot")]
+    assert "made-up" in api.applied[-1][0]["conditions"][0]["message"]

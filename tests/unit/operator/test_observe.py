@@ -108,3 +108,47 @@ def test_metrics_available_says_why_not(
     assert obs.metrics_ok is ok, "the condition and the policy agree on what is usable"
     if reason == "NoData":
         assert "inferenceservice" in message and "qps" in message
+
+
+class RecordingPrometheus:
+    """Our own seam: records what would be sent to Prometheus, answers an empty vector."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    async def query(self, promql: str) -> list[tuple[dict[str, str], float]]:
+        self.sent.append(promql)
+        return []
+
+
+def observe_with(overrides: dict[str, str], allow: bool) -> tuple[object, list[str]]:
+    spec = InferenceServiceSpec.model_validate(
+        {"model": {"uri": "hf://o/m"}, "scaling": {"queries": overrides}}
+    )
+    prom = RecordingPrometheus()
+    obs = asyncio.run(
+        observe(
+            prom,  # type: ignore[arg-type]
+            spec,
+            "team-a",
+            "llm",
+            now=0.0,
+            current=1,
+            ready=1,
+            time_to_ready_s=1.0,
+            start_path="cold",
+            allow_overrides=allow,
+        )
+    )
+    return obs, prom.sent
+
+
+def test_a_promql_override_reading_another_namespace_is_not_run_unless_the_admin_allows_overrides() -> None:
+    steal = {"qps": 'sum(rate(vllm:time_to_first_token_seconds_count{namespace="team-b"}[1m]))'}
+    obs, sent = observe_with(steal, allow=False)
+    assert sent == [] and obs.metrics_ok is False  # type: ignore[attr-defined]
+    assert "not allowed" in obs.missing[0]  # type: ignore[attr-defined]
+    _, sent = observe_with(steal, allow=True)
+    assert steal["qps"] in sent  # the admin opted in: overrides are theirs to write
+    obs, sent = observe_with({}, allow=False)  # no override: the default, scoped queries run
+    assert sent and all('namespace="team-a",inferenceservice="llm"' in q for q in sent)

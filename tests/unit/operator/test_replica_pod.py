@@ -7,6 +7,7 @@ import json
 import pytest
 from ember.api.v1alpha1 import InferenceServiceSpec
 from ember.kube import builders
+from ember.policy.tenancy import CheckpointAccess, CheckpointGrant, StorageRoot, checkpoint_grant
 from ember_checkpoint.manifest import Identity
 from ember_checkpoint.supervisor.config import SupervisorConfig
 
@@ -18,7 +19,7 @@ def spec(**over: object) -> InferenceServiceSpec:
 def supervisor_of(pod: dict[str, object]) -> SupervisorConfig:
     c = pod["spec"]["containers"][0]  # type: ignore[index]
     assert c["command"] == ["ember-supervisor"]
-    env = {e["name"]: e["value"] for e in c["env"]}
+    env = {e["name"]: e["value"] for e in c["env"] if "value" in e}
     return SupervisorConfig.model_validate_json(env["EMBER_SUPERVISOR_CONFIG_JSON"])
 
 
@@ -28,14 +29,14 @@ def test_supervisor_accepts_the_config_and_runs_vllm_on_the_asyncio_entry_point(
     assert cfg.engine_argv[:3] == ["python3", "-m", "ember_checkpoint.vllm_entry"]
     assert cfg.engine_argv[-1] == "--enable-prefix-caching" and "--max-model-len" in cfg.engine_argv
     assert cfg.engine_port == 8000 and cfg.listen_port == builders.SUPERVISOR_PORT
-    assert cfg.checkpoint_dir is None, "no checkpoint storage unless spec.checkpoint.enabled"
+    assert cfg.checkpoint_dir is None, "no checkpoint storage without the admin's grant"
     assert cfg.canary is not None and json.loads(cfg.canary.body or "{}")["model"] == "m"
 
 
 @pytest.mark.parametrize(("policy", "restores"), [("IfVerified", True), ("Never", False)])
 def test_checkpoint_storage_is_handed_to_the_supervisor(policy: str, restores: bool) -> None:
     s = spec(checkpoint={"enabled": True, "restorePolicy": policy, "keep": 3})
-    pod = builders.replica_pod("llm", "ns", "uid", s, 0, start_path="restore")
+    pod = builders.replica_pod("llm", "ns", "uid", s, 0, start_path="restore", checkpoint=GRANT)
     cfg = supervisor_of(pod)
     assert (str(cfg.checkpoint_dir) == builders.CHECKPOINT_MOUNT) is restores
     assert cfg.keep_verified == 3
@@ -48,3 +49,84 @@ def test_identity_fields_fit_the_checkpoint_manifest_identity() -> None:
     # the supervisor adds what it detects (CRIU, driver, GPU); the rest comes from the spec
     ident = Identity.model_validate({**cfg.identity, "criu_version": "4.2.1"})
     assert ident.max_model_len == builders.ENGINE_DEFAULT_MAX_LEN and ident.model_digest == "hf://org/m@main"
+
+
+GRANT = CheckpointGrant(
+    {"hostPath": {"path": "/r/ns/llm", "type": "DirectoryOrCreate"}}, None, "/r/ns/llm", "x"
+)
+ACCESS = CheckpointAccess(
+    {"node": StorageRoot(host_path="/var/lib/ember/checkpoints/"), "shared": StorageRoot(pvc="ckpt")},
+    frozenset({"team-a"}),
+)
+
+
+@pytest.mark.parametrize(
+    ("root", "sub", "volume", "sub_path"),
+    [
+        (
+            "node",
+            None,
+            {"hostPath": {"path": "/var/lib/ember/checkpoints/team-a/llm", "type": "DirectoryOrCreate"}},
+            None,
+        ),
+        (
+            "node",
+            "v2",
+            {"hostPath": {"path": "/var/lib/ember/checkpoints/team-a/llm/v2", "type": "DirectoryOrCreate"}},
+            None,
+        ),
+        ("shared", "v2", {"persistentVolumeClaim": {"claimName": "ckpt"}}, "team-a/llm/v2"),
+    ],
+    ids=["hostpath-root", "hostpath-subpath", "pvc-root"],
+)
+def test_each_service_is_placed_in_its_own_directory_of_an_admin_root(
+    root: str, sub: str | None, volume: dict[str, object], sub_path: str | None
+) -> None:
+    storage = {"root": root} | ({"subPath": sub} if sub else {})
+    grant = checkpoint_grant(ACCESS, "team-a", "llm", spec(checkpoint={"enabled": True, "storage": storage}))
+    assert isinstance(grant, CheckpointGrant)
+    pod = builders.replica_pod(
+        "llm", "team-a", "uid", spec(checkpoint={"enabled": True}), 0, checkpoint=grant
+    )
+    [vol] = [v for v in pod["spec"]["volumes"] if v["name"] == "checkpoints"]  # type: ignore[index]
+    assert {k: v for k, v in vol.items() if k != "name"} == volume
+    [mount] = [m for m in pod["spec"]["containers"][0]["volumeMounts"] if m["name"] == "checkpoints"]  # type: ignore[index]
+    assert mount.get("subPath") == sub_path and mount["mountPath"] == builders.CHECKPOINT_MOUNT
+
+
+@pytest.mark.parametrize(
+    ("namespace", "root", "reason"),
+    [("team-b", "node", "CheckpointsNotAllowed"), ("team-a", "elsewhere", "UnknownStorageRoot")],
+    ids=["namespace-not-opted-in", "unknown-root"],
+)
+def test_checkpoints_outside_the_admins_grant_are_refused_with_a_reason(
+    namespace: str, root: str, reason: str
+) -> None:
+    s = spec(checkpoint={"enabled": True, "storage": {"root": root}})
+    refusal = checkpoint_grant(ACCESS, namespace, "llm", s)
+    assert not isinstance(refusal, CheckpointGrant) and refusal is not None
+    assert refusal.reason == reason
+    assert (namespace if reason == "CheckpointsNotAllowed" else repr(root)) in refusal.message
+    assert checkpoint_grant(ACCESS, namespace, "llm", spec()) is None  # not asked: nothing to refuse
+
+
+def test_a_replica_without_the_grant_meets_the_restricted_pod_security_standard() -> None:
+    pod = builders.replica_pod("llm", "ns", "uid", spec(checkpoint={"enabled": True}), 0)
+    ps, c = pod["spec"], pod["spec"]["containers"][0]  # type: ignore[index]
+    assert ps["securityContext"]["runAsNonRoot"] is True
+    assert ps["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert c["securityContext"] == {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+    assert not any("hostPath" in v for v in ps["volumes"]), "restricted allows no hostPath volume"
+
+
+def test_the_supervisor_token_comes_from_the_services_secret_never_from_the_pod_spec() -> None:
+    pod = builders.replica_pod("llm", "ns", "uid", spec(), 0)
+    [env] = [e for e in pod["spec"]["containers"][0]["env"] if e["name"] == builders.TOKEN_ENV]  # type: ignore[index]
+    assert env == {
+        "name": builders.TOKEN_ENV,
+        "valueFrom": {"secretKeyRef": {"name": "llm-supervisor-token", "key": builders.TOKEN_KEY}},
+    }
+    secret = builders.token_secret("llm", "ns", "uid-1", "t0k")
+    assert secret["metadata"]["ownerReferences"][0]["uid"] == "uid-1" and secret["stringData"] == {
+        "token": "t0k"
+    }

@@ -7,11 +7,18 @@ engine exits (the container then exits with the engine's status, and the kubelet
   GET  /startup     the start path, the fallback reason if any, and seconds per phase (JSON)
   POST /checkpoint  live dump of the engine (it keeps serving), canary verify, gc; the manifest (JSON)
   GET  /metrics     Prometheus text
+
+Every POST route acts on the engine, so every one needs `Authorization: Bearer <token>`, the token the
+operator put in the pod (env EMBER_SUPERVISOR_TOKEN, from the service's Secret): 401 without it or with
+a wrong one, and when no token is configured at all (fail closed). The GET routes only read. The check
+is one place (`Handler.do_POST`, before the route table `post_routes`): a route registered there is
+protected by being registered.
 """
 
 from __future__ import annotations
 
 import argparse
+import hmac
 import json
 import logging
 import os
@@ -19,6 +26,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib.metadata import version
@@ -40,6 +48,7 @@ from ember_checkpoint.supervisor.startup import Startup, start_engine
 from ember_checkpoint.verify import verify
 
 log = logging.getLogger("ember.supervisor")
+TOKEN_ENV = "EMBER_SUPERVISOR_TOKEN"
 
 
 class Supervisor:
@@ -104,7 +113,33 @@ class Supervisor:
         return manifest
 
 
-def _handler(sup: Supervisor) -> type[BaseHTTPRequestHandler]:
+def authorized(header: str | None, token: str | None) -> bool:
+    """`Authorization: Bearer <token>`, compared in constant time; no configured token: never."""
+    if not token or not header or not header.startswith("Bearer "):
+        return False
+    return hmac.compare_digest(header.removeprefix("Bearer ").encode(), token.encode())
+
+
+Reply = tuple[int, str]
+
+
+def post_routes(sup: Supervisor) -> dict[str, Callable[[], Reply]]:
+    """The mutating routes, each behind the bearer-token check of `Handler.do_POST`."""
+
+    def checkpoint() -> Reply:
+        try:
+            return 200, sup.checkpoint().to_json()
+        except Exception as e:  # reported to the caller (the operator) and counted; the engine runs on
+            sup.metrics.checkpoints.labels("failed").inc()
+            log.error(json.dumps({"event": "checkpoint_failed", "error": f"{type(e).__name__}: {e}"[:2000]}))
+            return 500, json.dumps({"error": f"{type(e).__name__}: {e}"[:4000]})
+
+    return {"/checkpoint": checkpoint}
+
+
+def _handler(sup: Supervisor, token: str | None) -> type[BaseHTTPRequestHandler]:
+    routes = post_routes(sup)
+
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             if self.path == "/healthz":
@@ -118,23 +153,22 @@ def _handler(sup: Supervisor) -> type[BaseHTTPRequestHandler]:
                 self._send(404, "{}")
 
         def do_POST(self) -> None:
-            if self.path != "/checkpoint":
+            if not authorized(self.headers.get("Authorization"), token):
+                self._send(401, json.dumps({"error": "a valid bearer token is required"}))
+                return
+            route = routes.get(self.path)
+            if route is None:
                 self._send(404, "{}")
                 return
-            try:
-                self._send(200, sup.checkpoint().to_json())
-            except Exception as e:  # reported to the caller (the operator) and counted; the engine runs on
-                sup.metrics.checkpoints.labels("failed").inc()
-                log.error(
-                    json.dumps({"event": "checkpoint_failed", "error": f"{type(e).__name__}: {e}"[:2000]})
-                )
-                self._send(500, json.dumps({"error": f"{type(e).__name__}: {e}"[:4000]}))
+            self._send(*route())
 
         def _send(self, code: int, body: str, ctype: str = "application/json") -> None:
             data = body.encode()
             self.send_response(code)
             self.send_header("content-type", ctype)
             self.send_header("content-length", str(len(data)))
+            if code == 401:
+                self.send_header("www-authenticate", "Bearer")
             self.end_headers()
             self.wfile.write(data)
 
@@ -150,7 +184,10 @@ def run(cfg: SupervisorConfig) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    server = ThreadingHTTPServer(("0.0.0.0", cfg.listen_port), _handler(sup))
+    token = os.environ.get(TOKEN_ENV) or None
+    if token is None:
+        log.warning(json.dumps({"event": "no_token", "detail": f"{TOKEN_ENV} unset: every POST is refused"}))
+    server = ThreadingHTTPServer(("0.0.0.0", cfg.listen_port), _handler(sup, token))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         sup.startup = start_engine(cfg, sup.metrics)

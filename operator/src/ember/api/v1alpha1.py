@@ -7,6 +7,7 @@ fills them in and the operator reads the same values.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -238,33 +239,38 @@ class WarmBuffer(EmberModel):
     """Placeholders pre-stage the replica image, weights and latest verified checkpoint on their node."""
 
 
+# Relative names only: no leading '/', no '.' or '..' part (a part never starts with a dot).
+SUB_PATH_PATTERN = r"^[A-Za-z0-9_-][A-Za-z0-9._-]*(/[A-Za-z0-9_-][A-Za-z0-9._-]*)*$"
+
+
 class CheckpointStorage(EmberModel):
-    """Where checkpoint images are kept."""
+    """Where checkpoint images are kept: a storage root the cluster admin declared (the operator's chart
+    values, checkpoints.storageRoots), in this service's own directory <root>/<namespace>/<name>.
+    Tenants never choose node paths or volumes."""
 
     __cel__ = (
         CelRule(
-            "self.type != 'pvc' || has(self.claimName)",
-            "claimName is required when type is pvc",
-            lambda s: s.type != "pvc" or s.claim_name is not None,
-            ".claimName",
+            f"!has(self.subPath) || self.subPath.matches('{SUB_PATH_PATTERN}')",
+            "subPath must be a relative path of names: no leading '/', no '.' or '..' parts",
+            lambda s: s.sub_path is None or re.fullmatch(SUB_PATH_PATTERN, s.sub_path) is not None,
+            ".subPath",
         ),
     )
 
-    type: Literal["hostPath", "pvc"] = "hostPath"
-    """hostPath: a node-local cache directory; pvc: a shared PersistentVolumeClaim."""
-    claim_name: str | None = Field(None, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
-    """The PersistentVolumeClaim (type pvc)."""
-    path: str = Field("/var/lib/ember/checkpoints", pattern=r"^/[^\s]*$", max_length=1024)
-    """Directory on the node (hostPath) or inside the volume (pvc)."""
+    root: str = Field("default", min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    """Name of a storage root the cluster admin declared (chart values checkpoints.storageRoots)."""
+    sub_path: str | None = Field(None, min_length=1, max_length=512)
+    """Optional directory below this service's own directory in the root (relative names only)."""
 
 
 class Checkpoint(EmberModel):
     """Checkpoint/restore of a warmed-up engine so new replicas skip cold start."""
 
     enabled: bool = False
-    """Take a checkpoint after the first replica is warm, and restore new replicas from it."""
+    """Take a checkpoint after the first replica is warm, and restore new replicas from it. Needs the
+    cluster admin's opt-in for this namespace; without it, CheckpointReady=False says so."""
     storage: CheckpointStorage = Field(default_factory=CheckpointStorage)
-    """Where images are kept."""
+    """Where images are kept: an admin-declared storage root, in this service's own directory."""
     restore_policy: Literal["IfVerified", "Never"] = "IfVerified"
     """IfVerified: restore only from a checkpoint that passed its canary restore; Never: cold start."""
     keep: int = Field(2, ge=1, le=100)

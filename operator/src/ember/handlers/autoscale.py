@@ -22,15 +22,18 @@ from ember.observe.prometheus import observe
 from ember.policy.autoscale import decide
 from ember.policy.desired import desired_replicas, restore_available
 from ember.policy.status import METRICS_REASONS, metrics_condition, set_condition
+from ember.policy.tenancy import CheckpointGrant, checkpoint_grant
 
 log = logging.getLogger("ember.autoscaler")
 
 
 def start_path(
-    spec: InferenceServiceSpec, status: InferenceServiceStatus, ctx: OperatorContext
+    spec: InferenceServiceSpec, status: InferenceServiceStatus, ctx: OperatorContext, ns: str, name: str
 ) -> tuple[str, float]:
-    """The fastest start path available now, and how long it is expected to take."""
-    if restore_available(spec, status):
+    """The fastest start path available now, and how long it is expected to take (a restore needs the
+    admin's checkpoint grant too: without it replicas start cold whatever status.checkpoint says)."""
+    granted = isinstance(checkpoint_grant(ctx.settings.checkpoint_access(), ns, name, spec), CheckpointGrant)
+    if granted and restore_available(spec, status):
         return "restore", ctx.settings.restore_seconds
     return "cold", ctx.settings.cold_start_seconds
 
@@ -64,7 +67,7 @@ async def autoscale_step(
     ctx.last_decision[key] = now
     views = [v for p in pods if (v := pod_view(p)) is not None and not v.terminating]
     current = [v for v in views if not v.draining]
-    path, ttr = start_path(spec, prev, ctx)
+    path, ttr = start_path(spec, prev, ctx, ns, name)
     obs = await observe(
         ctx.prometheus,
         spec,
@@ -75,6 +78,7 @@ async def autoscale_step(
         ready=sum(v.ready for v in current),
         time_to_ready_s=ttr,
         start_path=path,
+        allow_overrides=ctx.settings.allow_query_overrides,
     )
     ctx.observations[key] = obs
     decision, state = decide(spec, obs, prev.autoscaler)

@@ -39,6 +39,7 @@ from ember.handlers.status_writer import WARM_BUFFER, apply_owned
 from ember.kube import placeholders as P
 from ember.policy import buffer as B
 from ember.policy.status import set_condition
+from ember.policy.tenancy import CheckpointGrant, checkpoint_grant
 
 log = logging.getLogger("ember.buffer")
 PC_TTL_OK_S = 300.0  # a PriorityClass that exists rarely goes away; a failed create re-checks at once
@@ -149,6 +150,16 @@ def _remember(
     mem.known = {_ident(v): v.name for v in views if not v.terminating and v.name not in deleted}
 
 
+def _node_access(
+    ctx: OperatorContext, ns: str, name: str, spec: InferenceServiceSpec
+) -> tuple[str | None, bool]:
+    """(the service's checkpoint directory on the node, whether placeholders may pre-stage): both the
+    admin's grant for the namespace (policy/tenancy.py; kube/placeholders.py on pre-staging)."""
+    access = ctx.settings.checkpoint_access()
+    grant = checkpoint_grant(access, ns, name, spec)
+    return (grant.host_dir if isinstance(grant, CheckpointGrant) else None), access.allows(ns)
+
+
 def _execute(
     ctx: OperatorContext, meta: Mapping[str, Any], spec: InferenceServiceSpec, plan: B.BufferPlan, image: str
 ) -> list[tuple[str, str, str]]:
@@ -161,7 +172,9 @@ def _execute(
                 if ctx.api.delete_pod(ns, a.name):
                     out.append(("Normal", "PlaceholderDeleted", f"deleted {a.name} ({a.reason})"))
             else:
-                pod = P.placeholder_pod(name, ns, uid, spec, a.index, image)
+                pod = P.placeholder_pod(
+                    name, ns, uid, spec, a.index, image, *_node_access(ctx, ns, name, spec)
+                )
                 if ctx.api.create_pod(pod):
                     out.append(("Normal", "PlaceholderCreated", f"created {pod['metadata']['name']}"))
         except Exception as e:  # an Event and the condition; the next pass re-plans
@@ -203,7 +216,7 @@ async def reconcile_buffer(
     )
     sizing = B.size(wb, spec.resources.gpu, samples, _capacity(spec, prev))
     image = ctx.settings.placeholder_image
-    plan = B.plan(sizing.placeholders, P.spec_hash(spec, image), views)
+    plan = B.plan(sizing.placeholders, P.spec_hash(spec, image, *_node_access(ctx, ns, name, spec)), views)
     if problem.blocks_creates:  # the API server would refuse every create: delete only
         plan = B.BufferPlan(
             [a for a in plan.actions if isinstance(a, B.DeletePlaceholder)], plan.held, plan.pending

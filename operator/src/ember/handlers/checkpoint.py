@@ -13,21 +13,18 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from ember.api.v1alpha1 import InferenceServiceSpec
+from ember.api.v1alpha1 import InferenceServiceStatus
 from ember.handlers.context import OperatorContext
 from ember.handlers.objects import parse
 from ember.handlers.replicas import Emit, kopf_emit
 from ember.handlers.status_writer import CHECKPOINT, apply_owned
+from ember.kube import builders
 from ember.kube.views import pod_view
 from ember.observe.supervisor import SupervisorError, checkpoint_status, request_checkpoint
 from ember.policy.status import set_condition
+from ember.policy.tenancy import CheckpointRefusal, checkpoint_grant
 
 BACKOFF_S = (30.0, 60.0, 120.0, 300.0, 600.0)
-
-
-def _location(spec: InferenceServiceSpec) -> str:
-    st = spec.checkpoint.storage
-    return f"pvc://{st.claim_name}{st.path}" if st.type == "pvc" else f"hostPath://{st.path}"
 
 
 def _candidate(pods: Iterable[Mapping[str, Any]]) -> tuple[str, str] | None:
@@ -50,7 +47,11 @@ async def checkpoint_step(
     if obj is None:
         return
     ns, name, gen, key, spec, prev = obj.ns, obj.name, obj.generation, obj.key, obj.spec, obj.status
-    if not spec.checkpoint.enabled or spec.checkpoint.restore_policy == "Never":
+    grant = checkpoint_grant(ctx.settings.checkpoint_access(), ns, name, spec)
+    if isinstance(grant, CheckpointRefusal):
+        await _refuse(ctx, body, prev, grant, gen, emit)
+        return
+    if grant is None or spec.checkpoint.restore_policy == "Never":
         return
     if prev.checkpoint is not None and prev.checkpoint.verified:
         return
@@ -65,8 +66,9 @@ async def checkpoint_step(
     url = f"http://{ip}:{ctx.settings.supervisor_port}"
     now = datetime.now(UTC).replace(microsecond=0)
     try:
-        manifest = await request_checkpoint(url, ctx.settings.checkpoint_timeout_seconds)
-        cp = checkpoint_status(manifest, _location(spec))
+        token = await supervisor_token(ctx, ns, name)
+        manifest = await request_checkpoint(url, token, ctx.settings.checkpoint_timeout_seconds)
+        cp = checkpoint_status(manifest, grant.location)
     except SupervisorError as e:
         ctx.checkpoint_attempts[key] = (time.time(), failures + 1)
         conds = set_condition(
@@ -95,6 +97,47 @@ async def checkpoint_step(
         "CheckpointTaken" if ok else "CheckpointNotVerified",
         f"{cp.id} from {pod} ({cp.size_bytes} bytes, verified={ok})",
     )
+
+
+async def supervisor_token(ctx: OperatorContext, ns: str, name: str) -> str:
+    """The service's supervisor token from the Secret the operator created (executor.ensure_service), for
+    every call to the supervisor's POST routes (observe.supervisor.auth_headers)."""
+    secret = builders.token_secret_name(name)
+    try:
+        token = await asyncio.to_thread(ctx.api.read_secret_key, ns, secret, builders.TOKEN_KEY)
+    except Exception as e:  # e.g. 403: reported like any failed attempt, with backoff
+        raise SupervisorError(f"cannot read Secret {secret}: {type(e).__name__}: {str(e)[:200]}") from e
+    if token is None:
+        raise SupervisorError(f"Secret {secret} with the supervisor token is missing")
+    return token
+
+
+async def _refuse(
+    ctx: OperatorContext,
+    body: Mapping[str, Any],
+    prev: InferenceServiceStatus,
+    refusal: CheckpointRefusal,
+    gen: int | None,
+    emit: Emit,
+) -> None:
+    """CheckpointReady=False with the refusal's reason; the Event only when the condition changes."""
+    old = next((c for c in prev.conditions if c.type == "CheckpointReady"), None)
+    if (
+        old is not None
+        and old.status == "False"
+        and old.reason == refusal.reason
+        and old.message == refusal.message
+    ):
+        return
+    meta = body["metadata"]
+    now = datetime.now(UTC).replace(microsecond=0)
+    conds = set_condition(
+        prev.conditions, "CheckpointReady", False, refusal.reason, refusal.message, now, gen
+    )
+    await apply_owned(
+        ctx, meta["namespace"], meta["name"], CHECKPOINT, prev, prev.model_copy(update={"conditions": conds})
+    )
+    emit(body, "Warning", refusal.reason, refusal.message)
 
 
 def start_checkpoint(

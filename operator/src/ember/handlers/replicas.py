@@ -21,6 +21,7 @@ from ember.kube.views import pod_view
 from ember.policy import rollout
 from ember.policy.desired import desired_replicas, restore_available
 from ember.policy.status import replica_conditions, set_condition
+from ember.policy.tenancy import CheckpointGrant, checkpoint_grant
 
 log = logging.getLogger("ember.reconcile")
 
@@ -77,9 +78,13 @@ async def reconcile(
         return
 
     desired, source = desired_replicas(spec, prev)
+    grant = checkpoint_grant(ctx.settings.checkpoint_access(), ns, name, spec)
+    granted = grant if isinstance(grant, CheckpointGrant) else None  # a refusal: handlers/checkpoint.py
     views = [v for p in pods if (v := pod_view(p, in_flight(ctx, ns, name, p))) is not None]
     plan = rollout.plan(
-        rollout.Desired(desired, builders.template_hash(spec), float(spec.scaling.drain_timeout_seconds)),
+        rollout.Desired(
+            desired, builders.template_hash(spec, granted), float(spec.scaling.drain_timeout_seconds)
+        ),
         views,
         time.time(),
     )
@@ -88,16 +93,16 @@ async def reconcile(
         ns,
         uid,
         spec,
-        "restore" if restore_available(spec, prev) else "cold",
+        "restore" if granted is not None and restore_available(spec, prev) else "cold",
         ctx.settings.supervisor_port,
+        granted,
     )
     outcomes: list[executor.Outcome] = []
     if (ns, name) not in ctx.services_ok:
-        svc = await asyncio.to_thread(executor.ensure_service, ctx.api, target)
-        if svc is None or not svc.failed:
+        ensured = await asyncio.to_thread(executor.ensure_service, ctx.api, target)
+        if not any(o.failed for o in ensured):
             ctx.services_ok.add((ns, name))
-        if svc is not None:
-            outcomes.append(svc)
+        outcomes += ensured
     if plan.actions:
         outcomes += await asyncio.to_thread(executor.execute, ctx.api, target, plan)
 

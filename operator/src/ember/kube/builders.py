@@ -8,6 +8,7 @@ from typing import Any
 
 from ember.api import labels as L
 from ember.api.v1alpha1 import API_VERSION, KIND, InferenceServiceSpec
+from ember.policy.tenancy import CheckpointGrant
 
 MODEL_MOUNT = "/mnt/models"
 STATE_MOUNT = "/var/lib/ember/state"  # the supervisor's emptyDir: failure file, engine log
@@ -30,6 +31,25 @@ CHECKPOINT_CAPABILITIES = [
     "SETUID",
     "SETGID",
 ]
+# The restricted Pod Security Standard, for replicas without the checkpoint grant: what a tenant's own
+# pod would have to be in a namespace that enforces it. 65532 ("nonroot" in distroless images): the
+# replica image must run as a non-root user then (its caches live on the emptyDirs, see fsGroup).
+RESTRICTED_UID = 65532
+RESTRICTED_POD_SECURITY = {
+    "runAsNonRoot": True,
+    "runAsUser": RESTRICTED_UID,
+    "runAsGroup": RESTRICTED_UID,
+    "fsGroup": RESTRICTED_UID,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+RESTRICTED_CONTAINER_SECURITY = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+}
+# The supervisor's bearer token (its mutating routes refuse calls without it), from the per-service
+# Secret the operator owns; the supervisor reads the variable, the operator the Secret.
+TOKEN_ENV = "EMBER_SUPERVISOR_TOKEN"
+TOKEN_KEY = "token"
 # vLLM allocates its shared-memory queues in /dev/shm (160 MiB on CPU): more than a runtime's 64 MiB
 SHM_MOUNT = "/dev/shm"
 # vLLM needs a few seconds after SIGTERM to finish streams the Service no longer routes to; the pod
@@ -37,11 +57,14 @@ SHM_MOUNT = "/dev/shm"
 PRESTOP_SLEEP_S = 5
 
 
-def template_hash(spec: InferenceServiceSpec) -> str:
-    """Hash of everything that shapes a replica pod: a change rolls the replicas."""
+def template_hash(spec: InferenceServiceSpec, checkpoint: CheckpointGrant | None = None) -> str:
+    """Hash of everything that shapes a replica pod: a change rolls the replicas (so does the admin
+    granting or withdrawing checkpoints, or moving the service's storage)."""
     shaping = spec.model_dump(
         by_alias=True, mode="json", include={"model", "engine", "resources", "pod_metadata", "checkpoint"}
     )
+    if checkpoint is not None:
+        shaping["grant"] = checkpoint.location
     return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:10]
 
 
@@ -102,12 +125,34 @@ def engine_args(name: str, spec: InferenceServiceSpec, model: str) -> list[str]:
     return args + list(e.args)
 
 
-def supervisor_config(name: str, spec: InferenceServiceSpec, model: str, port: int) -> dict[str, Any]:
+def token_secret_name(name: str) -> str:
+    return f"{name}-supervisor-token"
+
+
+def token_secret(name: str, namespace: str, uid: str, token: str) -> dict[str, Any]:
+    """The per-service Secret holding the supervisor's token; owned by the InferenceService."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": token_secret_name(name),
+            "namespace": namespace,
+            "labels": {L.ISVC: name, L.MANAGED_BY: L.MANAGED_BY_VALUE},
+            "ownerReferences": [owner_reference(name, uid)],
+        },
+        "type": "Opaque",
+        "stringData": {TOKEN_KEY: token},
+    }
+
+
+def supervisor_config(
+    name: str, spec: InferenceServiceSpec, model: str, port: int, checkpoints: bool = False
+) -> dict[str, Any]:
     """The replica supervisor's config (ember_checkpoint.supervisor.config.SupervisorConfig as JSON):
     the engine runs through `ember_checkpoint.vllm_entry` (vLLM on the plain asyncio loop: CRIU cannot
     dump the io_uring uvloop opens), restores come from the mounted checkpoint storage."""
     e, cp = spec.engine, spec.checkpoint
-    restore = cp.enabled and cp.restore_policy != "Never"
+    restore = checkpoints and cp.restore_policy != "Never"
     return {
         "engine_argv": ["python3", "-m", "ember_checkpoint.vllm_entry", *engine_args(name, spec, model)],
         "engine_port": e.port,
@@ -148,29 +193,39 @@ def replica_pod(
     index: int,
     start_path: str = "cold",
     supervisor_port: int = SUPERVISOR_PORT,
+    checkpoint: CheckpointGrant | None = None,
 ) -> dict[str, Any]:
+    """`checkpoint`: the admin's grant (policy/tenancy.py); None builds a restricted pod without it."""
     model, volumes, mounts = _model_arg(spec)
     r, e = spec.resources, spec.engine
     requests: dict[str, str] = {"cpu": r.cpu, "memory": r.memory}
     limits: dict[str, str] = {"memory": r.memory}
     if r.gpu:
         requests[L.GPU_RESOURCE] = limits[L.GPU_RESOURCE] = str(r.gpu)
-    if spec.checkpoint.enabled:
-        st = spec.checkpoint.storage
-        src = (
-            {"persistentVolumeClaim": {"claimName": st.claim_name}}
-            if st.type == "pvc"
-            else {"hostPath": {"path": st.path, "type": "DirectoryOrCreate"}}
-        )
-        volumes.append({"name": "checkpoints", **src})
-        mounts.append({"name": "checkpoints", "mountPath": CHECKPOINT_MOUNT})
+    if checkpoint is not None:
+        volumes.append({"name": "checkpoints", **checkpoint.volume})
+        mount = {"name": "checkpoints", "mountPath": CHECKPOINT_MOUNT}
+        mounts.append(mount | ({"subPath": checkpoint.sub_path} if checkpoint.sub_path else {}))
     volumes.append({"name": "state", "emptyDir": {}})
     mounts.append({"name": "state", "mountPath": STATE_MOUNT})
     volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory"}})
     mounts.append({"name": "dshm", "mountPath": SHM_MOUNT})
     probe = {"httpGet": {"path": "/health", "port": "http"}}
-    sup = supervisor_config(name, spec, model, supervisor_port)
-    container = {
+    sup = supervisor_config(name, spec, model, supervisor_port, checkpoints=checkpoint is not None)
+    env: list[dict[str, Any]] = [{"name": v.name, "value": v.value} for v in e.env] + [
+        {"name": "EMBER_INFERENCESERVICE", "value": name},
+        {"name": "EMBER_START_PATH", "value": start_path},
+        {"name": "EMBER_SUPERVISOR_CONFIG_JSON", "value": json.dumps(sup, sort_keys=True)},
+        {
+            "name": TOKEN_ENV,
+            "valueFrom": {"secretKeyRef": {"name": token_secret_name(name), "key": TOKEN_KEY}},
+        },
+    ]
+    if checkpoint is None and not any(v.name == "HOME" for v in e.env):
+        # a non-root engine cannot write the image's /root: its caches (Hugging Face, vLLM) go to the
+        # state emptyDir, which fsGroup makes writable (unless the spec sets HOME itself)
+        env.append({"name": "HOME", "value": STATE_MOUNT})
+    container: dict[str, Any] = {
         "name": "engine",
         "image": e.image,
         # PID 1 is Ember's supervisor: it restores a verified checkpoint or starts vLLM cold (falling back
@@ -181,12 +236,7 @@ def replica_pod(
             {"name": "http", "containerPort": e.port, "protocol": "TCP"},
             {"name": "supervisor", "containerPort": supervisor_port, "protocol": "TCP"},
         ],
-        "env": [{"name": v.name, "value": v.value} for v in e.env]
-        + [
-            {"name": "EMBER_INFERENCESERVICE", "value": name},
-            {"name": "EMBER_START_PATH", "value": start_path},
-            {"name": "EMBER_SUPERVISOR_CONFIG_JSON", "value": json.dumps(sup, sort_keys=True)},
-        ],
+        "env": env,
         "resources": {"requests": requests, "limits": limits},
         # cold starts take minutes: the startup probe allows 30 min before liveness applies
         "startupProbe": {**probe, "periodSeconds": 5, "failureThreshold": 360},
@@ -195,12 +245,14 @@ def replica_pod(
         "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_SLEEP_S}}},
         "volumeMounts": mounts,
     }
-    if spec.checkpoint.enabled:  # CRIU dumps and restores the engine: only these, no privileged mode
+    if checkpoint is not None:  # CRIU dumps and restores the engine: only these, no privileged mode
         container["securityContext"] = {
             "capabilities": {"drop": ["ALL"], "add": list(CHECKPOINT_CAPABILITIES)},
             "seccompProfile": {"type": "Unconfined"},
             "appArmorProfile": {"type": "Unconfined"},
         }
+    else:
+        container["securityContext"] = dict(RESTRICTED_CONTAINER_SECURITY)
     pod_spec: dict[str, Any] = {
         "containers": [container],
         "volumes": volumes,
@@ -208,6 +260,8 @@ def replica_pod(
         "terminationGracePeriodSeconds": spec.scaling.drain_timeout_seconds + PRESTOP_SLEEP_S + 30,
         "enableServiceLinks": False,
     }
+    if checkpoint is None:
+        pod_spec["securityContext"] = dict(RESTRICTED_POD_SECURITY)
     if r.gpu:
         pod_spec["tolerations"] = [{"key": L.GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}]
     if r.gpu_type:
@@ -216,7 +270,7 @@ def replica_pod(
         **spec.pod_metadata.labels,
         **selector_labels(name),
         L.SERVING: "true",
-        L.TEMPLATE_HASH: template_hash(spec),
+        L.TEMPLATE_HASH: template_hash(spec, checkpoint),
         L.MANAGED_BY: L.MANAGED_BY_VALUE,
         "app.kubernetes.io/name": "ember-replica",
         "app.kubernetes.io/instance": name,

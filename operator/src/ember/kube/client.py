@@ -7,6 +7,7 @@ AlreadyExists on create, NotFound on delete.
 
 from __future__ import annotations
 
+import base64
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -122,6 +123,29 @@ class KubeAPI:
             if e.status == 404:
                 return False
             raise
+
+    @with_retries()
+    def create_secret(self, manifest: dict[str, Any]) -> bool:
+        """Create; False if it already exists (an existing Secret is never overwritten)."""
+        try:
+            self.core.create_namespaced_secret(manifest["metadata"]["namespace"], manifest)
+            return True
+        except ApiException as e:
+            if e.status == 409 and "AlreadyExists" in (e.body or ""):
+                return False
+            raise
+
+    @with_retries()
+    def read_secret_key(self, namespace: str, name: str, key: str) -> str | None:
+        """One key of a Secret, decoded; None if the Secret or the key does not exist."""
+        try:
+            secret = self.core.read_namespaced_secret(name, namespace)
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise
+        raw = (secret.data or {}).get(key)
+        return None if raw is None else base64.b64decode(raw).decode()
 
     @with_retries()
     def ensure_service(self, manifest: dict[str, Any]) -> bool:

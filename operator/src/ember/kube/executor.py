@@ -7,6 +7,7 @@ Warning outcome and a Degraded condition, never a crash loop. The next tick re-p
 from __future__ import annotations
 
 import logging
+import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -17,6 +18,7 @@ from ember.api.v1alpha1 import InferenceServiceSpec
 from ember.kube import builders
 from ember.kube.client import KubeAPI
 from ember.policy.rollout import Action, Create, Delete, Drain, Plan, Reclaim
+from ember.policy.tenancy import CheckpointGrant
 
 log = logging.getLogger("ember.executor")
 
@@ -29,6 +31,7 @@ class Target:
     spec: InferenceServiceSpec
     start_path: str = "cold"  # restore once a verified checkpoint exists (handlers/replicas.py)
     supervisor_port: int = builders.SUPERVISOR_PORT
+    checkpoint: CheckpointGrant | None = None  # the admin's grant (policy/tenancy.py); None: restricted
 
 
 @dataclass(frozen=True)
@@ -66,7 +69,7 @@ def _apply(api: KubeAPI, t: Target, a: Action, now: datetime) -> Outcome | None:
             return Outcome("Normal", "Reclaimed", f"{a.name} is back in the Service ({a.reason})", a)
     else:
         pod = builders.replica_pod(
-            t.name, t.namespace, t.uid, t.spec, a.index, t.start_path, t.supervisor_port
+            t.name, t.namespace, t.uid, t.spec, a.index, t.start_path, t.supervisor_port, t.checkpoint
         )
         if api.create_pod(pod):
             return Outcome("Normal", "ReplicaCreated", f"created {pod['metadata']['name']}", a)
@@ -87,10 +90,19 @@ def execute(api: KubeAPI, t: Target, plan: Plan, now: datetime | None = None) ->
     return out
 
 
-def ensure_service(api: KubeAPI, t: Target) -> Outcome | None:
+def ensure_service(api: KubeAPI, t: Target) -> list[Outcome]:
+    """The Service and the supervisor token's Secret (replica pods read it: it must exist first)."""
+    out: list[Outcome] = []
     try:
         if api.ensure_service(builders.service(t.name, t.namespace, t.uid, t.spec)):
-            return Outcome("Normal", "ServiceCreated", f"created Service {t.name}")
+            out.append(Outcome("Normal", "ServiceCreated", f"created Service {t.name}"))
     except Exception as e:
-        return Outcome("Warning", "ServiceFailed", error_text(e))
-    return None
+        out.append(Outcome("Warning", "ServiceFailed", error_text(e)))
+    secret = builders.token_secret_name(t.name)
+    try:  # a random token per service; an existing Secret keeps its token
+        token = secrets.token_urlsafe(32)
+        if api.create_secret(builders.token_secret(t.name, t.namespace, t.uid, token)):
+            out.append(Outcome("Normal", "TokenSecretCreated", f"created Secret {secret}"))
+    except Exception as e:
+        out.append(Outcome("Warning", "TokenSecretFailed", f"Secret {secret}: {error_text(e)}"))
+    return out

@@ -30,6 +30,11 @@ line and exits 0; runtime failures are reported and also exit 0, because a place
 pre-stage still holds the GPUs (only a malformed invocation exits 2). Page cache beyond the init
 container's memory limit (`PRESTAGE_RESOURCES`) is evicted while it is read. On kwok nodes no
 container runs, so the operator's tests exercise only the pod shape.
+
+Pre-staging runs a tenant-chosen image with a node directory mounted (the shared weights cache), so it
+is the admin's grant like checkpoints (policy/tenancy.py): only in namespaces opted in to checkpoints
+(`prestage_allowed`). Elsewhere the placeholder is the pause container alone, built to the restricted
+Pod Security Standard, and only holds capacity.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ from typing import Any
 
 from ember.api import labels as L
 from ember.api.v1alpha1 import InferenceServiceSpec
-from ember.kube.builders import owner_reference
+from ember.kube.builders import RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY, owner_reference
 from ember.policy.buffer import PlaceholderView
 
 PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
@@ -61,24 +66,29 @@ def selector_string(service: str) -> str:
     return f"{L.ISVC}={service},{L.COMPONENT}={L.PLACEHOLDER}"
 
 
-def spec_hash(spec: InferenceServiceSpec, pause_image: str = PAUSE_IMAGE) -> str:
+def spec_hash(
+    spec: InferenceServiceSpec,
+    pause_image: str = PAUSE_IMAGE,
+    checkpoint_dir: str | None = None,
+    prestage_allowed: bool = False,
+) -> str:
     """Hash of everything that shapes a placeholder: a change replaces the placeholders."""
+    prestage = spec.warm_buffer.prestage and prestage_allowed
     shaping = {
         "resources": spec.resources.model_dump(mode="json", by_alias=True),
-        "buffer": spec.warm_buffer.model_dump(
-            mode="json", by_alias=True, include={"priority_class_name", "prestage"}
-        ),
-        "prestage": [spec.engine.image, spec.model.uri, spec.model.revision]
-        if spec.warm_buffer.prestage
-        else [],
-        "checkpoint": spec.checkpoint.storage.model_dump(mode="json", by_alias=True),
+        "buffer": spec.warm_buffer.model_dump(mode="json", by_alias=True, include={"priority_class_name"}),
+        "prestage": [spec.engine.image, spec.model.uri, spec.model.revision] if prestage else [],
+        "checkpoint": checkpoint_dir,
         "pause": pause_image,
     }
     return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:10]
 
 
-def _prestage(spec: InferenceServiceSpec) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The pre-stage init container and its volumes."""
+def _prestage(
+    spec: InferenceServiceSpec, checkpoint_dir: str | None
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The pre-stage init container and its volumes. `checkpoint_dir`: the service's node directory of
+    checkpoints when the admin granted checkpoints on a hostPath root (policy/tenancy.py), else None."""
     args = [
         "prestage",
         "--model",
@@ -92,11 +102,12 @@ def _prestage(spec: InferenceServiceSpec) -> tuple[dict[str, Any], list[dict[str
         {"name": "ember-cache", "hostPath": {"path": PRESTAGE_CACHE, "type": "DirectoryOrCreate"}}
     ]
     mounts: list[dict[str, Any]] = [{"name": "ember-cache", "mountPath": PRESTAGE_CACHE}]
-    st = spec.checkpoint.storage
-    if spec.checkpoint.enabled and st.type == "hostPath":
-        args += ["--checkpoints", st.path]
-        volumes.append({"name": "checkpoints", "hostPath": {"path": st.path, "type": "DirectoryOrCreate"}})
-        mounts.append({"name": "checkpoints", "mountPath": st.path})
+    if checkpoint_dir is not None:
+        args += ["--checkpoints", checkpoint_dir]
+        volumes.append(
+            {"name": "checkpoints", "hostPath": {"path": checkpoint_dir, "type": "DirectoryOrCreate"}}
+        )
+        mounts.append({"name": "checkpoints", "mountPath": checkpoint_dir, "readOnly": True})
     init = {
         "name": "prestage",
         "image": spec.engine.image,
@@ -118,7 +129,10 @@ def placeholder_pod(
     spec: InferenceServiceSpec,
     index: int,
     pause_image: str = PAUSE_IMAGE,
+    checkpoint_dir: str | None = None,
+    prestage_allowed: bool = False,
 ) -> dict[str, Any]:
+    """`prestage_allowed`: the namespace has the admin's checkpoint grant (module docstring)."""
     r = spec.resources
     requests: dict[str, str] = {"cpu": r.cpu, "memory": r.memory}
     limits: dict[str, str] = {"memory": r.memory}
@@ -126,17 +140,24 @@ def placeholder_pod(
         requests[L.GPU_RESOURCE] = limits[L.GPU_RESOURCE] = str(r.gpu)
     pod_spec: dict[str, Any] = {
         "containers": [
-            {"name": "hold", "image": pause_image, "resources": {"requests": requests, "limits": limits}}
+            {
+                "name": "hold",
+                "image": pause_image,
+                "resources": {"requests": requests, "limits": limits},
+                "securityContext": dict(RESTRICTED_CONTAINER_SECURITY),
+            }
         ],
         "priorityClassName": spec.warm_buffer.priority_class_name,
         "terminationGracePeriodSeconds": GRACE_S,
         "enableServiceLinks": False,
         "automountServiceAccountToken": False,
     }
-    if spec.warm_buffer.prestage:
-        init, volumes = _prestage(spec)
+    if spec.warm_buffer.prestage and prestage_allowed:
+        init, volumes = _prestage(spec, checkpoint_dir)
         pod_spec["initContainers"] = [init]
         pod_spec["volumes"] = volumes
+    else:
+        pod_spec["securityContext"] = dict(RESTRICTED_POD_SECURITY)
     if r.gpu:
         pod_spec["tolerations"] = [{"key": L.GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}]
     if r.gpu_type:
@@ -145,7 +166,7 @@ def placeholder_pod(
         L.ISVC: service,
         L.COMPONENT: L.PLACEHOLDER,
         L.MANAGED_BY: L.MANAGED_BY_VALUE,
-        SPEC_HASH: spec_hash(spec, pause_image),
+        SPEC_HASH: spec_hash(spec, pause_image, checkpoint_dir, prestage_allowed),
         "app.kubernetes.io/name": "ember-placeholder",
         "app.kubernetes.io/instance": service,
     }

@@ -23,6 +23,10 @@ from ember.policy.observation import Observation
 
 Sample = tuple[dict[str, str], float]
 REQUIRED = ("qps", "running", "waiting")  # without these the policy holds (policy/autoscale.py, rule 1)
+OVERRIDES_NOT_ALLOWED = (
+    "spec.scaling.queries is set, but PromQL overrides are not allowed on this cluster "
+    "(chart value autoscaling.allowQueryOverrides): remove them to use the default queries"
+)
 
 
 class MetricsError(RuntimeError):
@@ -81,7 +85,11 @@ async def observe(
     ready: int,
     time_to_ready_s: float,
     start_path: str,
+    allow_overrides: bool = False,
 ) -> Observation:
+    """`allow_overrides`: the admin's EMBER_ALLOW_QUERY_OVERRIDES. Without it a spec carrying PromQL
+    overrides is not observed at all (an override could select any namespace's series and read them
+    back through status.observed): unknown metrics, which hold, and a condition that says why."""
     base: dict[str, Any] = {
         "now": now,
         "current_replicas": current,
@@ -89,6 +97,13 @@ async def observe(
         "time_to_ready_s": time_to_ready_s,
         "start_path": start_path,
     }
+    if not allow_overrides and spec.scaling.queries.model_dump(exclude_none=True):
+        return Observation(
+            **base,
+            metrics_ok=False,
+            missing=(OVERRIDES_NOT_ALLOWED,),
+            unavailable="QueryOverridesNotAllowed",
+        )
     if prom is None:
         return Observation(
             **base,

@@ -16,6 +16,11 @@ class SupervisorError(RuntimeError):
     pass
 
 
+def auth_headers(token: str) -> dict[str, str]:
+    """What every call to a supervisor's POST routes carries: the service's token (its Secret)."""
+    return {"Authorization": f"Bearer {token}"}
+
+
 def checkpoint_status(manifest: dict[str, Any], location: str) -> CheckpointStatus:
     """A supervisor's manifest -> what status.checkpoint records (pure)."""
     try:
@@ -33,12 +38,13 @@ def checkpoint_status(manifest: dict[str, Any], location: str) -> CheckpointStat
         raise SupervisorError(f"unreadable manifest from the supervisor: {e}") from e
 
 
-async def request_checkpoint(url: str, timeout_s: float) -> dict[str, Any]:
+async def request_checkpoint(url: str, token: str, timeout_s: float) -> dict[str, Any]:
     """POST /checkpoint: the supervisor quiesces, dumps (the engine keeps serving), runs a canary restore
-    and answers with the manifest. Takes as long as a dump plus a verify."""
+    and answers with the manifest. Takes as long as a dump plus a verify. `token`: the service's
+    supervisor token (its Secret); sent as a bearer token, never logged."""
     try:
         async with httpx.AsyncClient(timeout=timeout_s) as c:
-            r = await c.post(f"{url.rstrip('/')}/checkpoint")
+            r = await c.post(f"{url.rstrip('/')}/checkpoint", headers=auth_headers(token))
     except httpx.HTTPError as e:
         raise SupervisorError(f"supervisor unreachable at {url}: {type(e).__name__}: {e}") from e
     if r.status_code != 200:

@@ -110,6 +110,7 @@ def replica_conditions(
 METRICS_REASONS = (
     "MetricsFresh",
     "PrometheusNotConfigured",
+    "QueryOverridesNotAllowed",
     "PrometheusUnreachable",
     "PrometheusError",
     "NoData",
