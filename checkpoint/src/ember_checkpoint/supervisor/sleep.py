@@ -130,6 +130,14 @@ class Sleeper:
         self.engine_pid, self.quiesce, self.busy, self._gpu = engine_pid, quiesce, busy, gpu
         self.asleep: Asleep | None = None
         self._freezer: freeze.Freezer | None = None
+        # one client for every call to the engine here: a new one costs 20-100 ms (engine_http)
+        self.http = httpx.Client(trust_env=False)
+        self._driver: list[cuda.CudaDriver | None] = []
+
+    def gpu(self) -> cuda.CudaDriver | None:
+        if not self._driver:  # cuInit once
+            self._driver.append(self._gpu())
+        return self._driver[0]
 
     # ------------------------------------------------------------ choosing
 
@@ -139,9 +147,9 @@ class Sleeper:
             tier = (
                 self.cfg.sleep_tier
                 if self.cfg.sleep_tier != "auto"
-                else ("sleep" if self._gpu() is not None else "freeze")
+                else ("sleep" if self.gpu() is not None else "freeze")
             )
-        if tier == "suspend" and self._gpu() is None:
+        if tier == "suspend" and self.gpu() is None:
             raise Refused("tier: suspend needs the CUDA driver's checkpoint API (driver 570+); none here")
         return tier, (req.level or 1) if tier == "sleep" else (1 if tier == "suspend" else None)
 
@@ -159,18 +167,18 @@ class Sleeper:
             wake = lifecycle.wake_steps(level)
 
             def vllm_sleep() -> None:
-                engine_http.sleep(base, level, self.cfg.sleep_timeout_s)
-                r = httpx.get(base + "/is_sleeping", timeout=10.0)  # the answer of /sleep proves little
+                engine_http.sleep(base, level, self.cfg.sleep_timeout_s, client=self.http)
+                r = self.http.get(base + "/is_sleeping", timeout=10.0)  # the answer of /sleep proves little
                 r.raise_for_status()
                 if r.json().get("is_sleeping") is not True:
                     raise StepFailed("engine_refused", f"/is_sleeping says {r.text[:200]} after /sleep")
 
             def vllm_wake() -> None:
-                engine_http.run_steps(base, wake, self.cfg.wake_timeout_s)
+                engine_http.run_steps(base, wake, self.cfg.wake_timeout_s, client=self.http)
 
             steps.append(Step(f"vllm_sleep_l{level}", vllm_sleep, vllm_wake))
         if tier == "suspend":
-            drv = self._gpu()
+            drv = self.gpu()
             assert drv is not None
             gpu_pids = sorted(p for p in process_tree(pid) if drv.has_cuda_state(p))
             details["gpu_pids"] = gpu_pids
@@ -279,12 +287,13 @@ class Sleeper:
         except Exception as e:  # every failure is reported with its reason; the replica is replaced
             reason, detail = reason_of(e), f"{type(e).__name__}: {e}"
             if reason == "timeout":
-                detail = f"not serving {self.cfg.wake_timeout_s:.0f}s after the wake began ({detail})"
+                detail = f"not serving {self.cfg.wake_timeout_s:.1f}s after the wake began ({detail})"
             self.asleep = None
             self.metrics.wake_failures.labels(reason).inc()
             self.state.fail(reason, detail)
             self._event("wake_failed", reason=reason, detail=detail[:2000], tier=asleep.tier)
-            self.end_engine(pid)
+            # in the background: the answer (the reason) must not wait for a hung tree to go
+            threading.Thread(target=self.end_engine, args=(pid,), daemon=True).start()
             raise StepFailed(reason, detail) from e
         finally:
             pool.shutdown(wait=False)
@@ -307,7 +316,11 @@ class Sleeper:
             phases[step.name] = time.monotonic() - t
         left = self.cfg.wake_timeout_s - (time.monotonic() - t0)
         phases["health"] = engine_http.wait_healthy(
-            self.cfg.engine_url + self.cfg.health_path, max(left, 0.1), alive=lambda: procs.running(pid)
+            self.cfg.engine_url + self.cfg.health_path,
+            max(left, 0.1),
+            poll_s=0.01,
+            alive=lambda: procs.running(pid),
+            client=self.http,
         )
         if check_canary and asleep.canary_output is not None:
             t = time.monotonic()
@@ -324,11 +337,13 @@ class Sleeper:
     def _canary(self) -> str | None:
         if self.cfg.canary is None:
             return None
-        return engine_http.run_canary(self.cfg.engine_url, self.cfg.canary, timeout_s=self.cfg.wake_timeout_s)
+        return engine_http.run_canary(
+            self.cfg.engine_url, self.cfg.canary, timeout_s=self.cfg.wake_timeout_s, client=self.http
+        )
 
     def _healthy(self) -> bool:
         try:
-            return httpx.get(self.cfg.engine_url + self.cfg.health_path, timeout=2.0).is_success
+            return self.http.get(self.cfg.engine_url + self.cfg.health_path, timeout=2.0).is_success
         except httpx.HTTPError:
             return False
 
