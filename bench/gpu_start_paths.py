@@ -939,7 +939,7 @@ def phase_supervisor(out: Path) -> dict:
     first token. Every call goes to the supervisor's HTTP API (:8081), none to vLLM's sleep routes."""
     res: dict = {"kv_cache_bytes": KV_BYTES, "dryrun": DRYRUN}
     kill_remembered()
-    state_dir = WORK / "sup-state"
+    state_dir = WORK / "logs/sup-state"  # the engine's log lands in the carried-back tarball
     sh(f"rm -rf {state_dir}")
     state_dir.mkdir(parents=True)
     cfg_file = WORK / "supervisor.json"
@@ -961,7 +961,13 @@ def phase_supervisor(out: Path) -> dict:
         tiers = [("freeze", {"tier": "freeze"})]
     try:
         ttft, _ = first_token(t0, 900, pid=sup.pid)
-        startup = httpx.get(SUP + "/startup", timeout=5).json()
+        startup = HTTP.get(SUP + "/startup").json()
+        while startup["engine"]["state"] != "serving":  # the engine answers before the supervisor says so
+            if time.monotonic() - t0 > 960:
+                raise TimeoutError(f"supervisor never said serving: {startup}")
+            time.sleep(0.05)
+            startup = HTTP.get(SUP + "/startup").json()
+        res["supervisor_serving_s"] = round(time.monotonic() - t0, 3)
         engine_pid = int(startup["engine_pid"])
         res["cold_start"] = {"ttft_s": round(ttft, 3), "startup": startup}
         log(f"supervisor cold start: first token {ttft:.1f} s, engine pid {engine_pid}")

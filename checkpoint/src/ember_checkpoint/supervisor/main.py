@@ -250,6 +250,7 @@ def _watch(sup: Supervisor, stop: threading.Event) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per health poll otherwise
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["prestage"]:  # the warm-buffer placeholder's init container (see prestage)
         raise SystemExit(prestage.main(argv[1:]))
