@@ -32,7 +32,12 @@ class SupervisorProcess:
                 stderr=subprocess.STDOUT,
             )
         self.url = f"http://127.0.0.1:{cfg.listen_port}"
-        self.startup = self._wait_serving(timeout_s)
+        try:
+            self.startup = self._wait_serving(timeout_s)
+        except BaseException:  # never leave a supervisor (and its engine) behind a failed start
+            self.proc.terminate()
+            self.proc.wait(timeout=60)
+            raise
 
     def _wait_serving(self, timeout_s: float) -> dict[str, object]:
         deadline = time.monotonic() + timeout_s
