@@ -86,6 +86,8 @@ def test_a_frozen_engine_uses_no_cpu_and_wakes_with_its_state(
     assert r.status_code == 200, r.text
     assert r.json()["state"] == "serving" and "canary" in r.json()["phases_s"]
     assert get(port, "/state") == "3"  # the same process, its memory kept
+    if method == "cgroup":  # back in the supervisor's own cgroup once thawed
+        assert not (cg / "cgroup.procs").read_text().split()
     assert httpx.get(sup.url + "/healthz").status_code == 200
     assert sup.metric("ember_supervisor_wake_duration_seconds_count", tier="freeze") == 1
     assert sup.metric("ember_supervisor_sleep_duration_seconds_count", tier="freeze") == 1

@@ -99,6 +99,13 @@ def completion(port: int) -> str:
     return str(r.json()["choices"][0]["text"])
 
 
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:160]
+    except OSError:
+        return "?"
+
+
 def _frozen(method: str, tree: set[int]) -> bool:
     if method == "signal":
         return all(freeze.proc_state(p) == "T" for p in tree)
@@ -151,7 +158,10 @@ def test_real_vllm_frozen_uses_no_cpu_and_wakes_to_the_same_greedy_answer(
             deadline = time.monotonic() + 15  # what was left of the tree (frozen engine core) is ended
             while any(freeze.proc_state(p) not in (None, "Z") for p in tree) and time.monotonic() < deadline:
                 time.sleep(0.1)
-            assert all(freeze.proc_state(p) in (None, "Z") for p in tree)
+            left = {
+                p: (freeze.proc_state(p), cmdline(p)) for p in tree if freeze.proc_state(p) not in (None, "Z")
+            }
+            assert not left, left
     finally:
         sup.stop()
     assert all(freeze.proc_state(p) in (None, "Z") for p in tree)

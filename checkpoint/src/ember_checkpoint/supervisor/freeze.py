@@ -7,7 +7,7 @@ machine runs with a real engine in the CPU test tiers.
 
 Two ways, chosen once per supervisor (`choose`):
 - cgroup v2 freezer: the tree is moved into a child cgroup `ember-engine` of the supervisor's own
-  cgroup and `cgroup.freeze` is set; the kernel stops every task, including any it forks meanwhile,
+  cgroup (and back at the thaw) and `cgroup.freeze` is set; the kernel stops every task, including any it forks meanwhile,
   and `cgroup.events` says when all are stopped. Needs a writable cgroup2 mount (a privileged or
   cgroupns container with a rw /sys/fs/cgroup; here: Docker's hybrid `unified` mount).
 - signals: SIGSTOP to every process of the tree (repeated until no new process appears), SIGCONT
@@ -106,6 +106,12 @@ class CgroupFreezer:
 
     def thaw(self, root: int) -> None:
         (self.cgroup / "cgroup.freeze").write_text("0")
+        # back into the supervisor's cgroup: a serving engine lives where it was started (a checkpoint
+        # of it records its cgroup, and a restore elsewhere must not need this child)
+        back = self.cgroup.parent / "cgroup.procs"
+        for p in (self.cgroup / "cgroup.procs").read_text().split():
+            with contextlib.suppress(ProcessLookupError, FileNotFoundError):
+                back.write_text(p)
 
     def is_frozen(self, pid: int) -> bool:
         return self._events_frozen() and str(pid) in (self.cgroup / "cgroup.procs").read_text().split()

@@ -28,6 +28,8 @@ import concurrent.futures
 import contextlib
 import json
 import logging
+import os
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -130,6 +132,7 @@ class Sleeper:
         self.engine_pid, self.quiesce, self.busy, self._gpu = engine_pid, quiesce, busy, gpu
         self.asleep: Asleep | None = None
         self._freezer: freeze.Freezer | None = None
+        self._tree: set[int] = set()
         # one client for every call to the engine here: a new one costs 20-100 ms (engine_http)
         self.http = httpx.Client(trust_env=False)
         self._driver: list[cuda.CudaDriver | None] = []
@@ -219,6 +222,7 @@ class Sleeper:
 
     def _sleep(self, tier: Tier, level: int | None, pid: int) -> dict[str, object]:
         t0 = time.monotonic()
+        self._tree = process_tree(pid)  # ended pid by pid if the wake fails (orphans leave the group)
         phases: dict[str, float] = {}
         done: list[Step] = []
         try:
@@ -363,6 +367,10 @@ class Sleeper:
         self.thaw(pid)
         with contextlib.suppress(Exception):
             procs.terminate(pid, grace_s=2.0)
+        for p in sorted(self._tree - {os.getpid()}):  # what terminate could not find from a dead root
+            if procs.running(p):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(p, signal.SIGKILL)
 
     def _event(self, event: str, **fields: object) -> None:
         line = json.dumps({"event": event, **fields}, default=str)

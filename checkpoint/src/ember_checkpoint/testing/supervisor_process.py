@@ -20,7 +20,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 class SupervisorProcess:
-    def __init__(self, cfg: SupervisorConfig, tmp: Path, timeout_s: float = 20.0) -> None:
+    def __init__(self, cfg: SupervisorConfig, tmp: Path, timeout_s: float = 90.0) -> None:
         self.cfg = cfg
         path = tmp / f"supervisor-{os.urandom(3).hex()}.json"
         path.write_text(cfg.model_dump_json())
