@@ -17,6 +17,10 @@ Phases:
            awake, restores from page cache and one from disk; the last restored engine keeps running
   chain2   that engine put to sleep at level 1, dumped, restored (page cache, disk) incl. `/wake_up`;
            the last restored engine keeps running
+  supervisor  issue 16, through Ember's supervisor (its HTTP API on :8081): cold start with sleep mode,
+           RUNS cycles of POST /sleep {"level": 1} -> POST /wake -> first token, then RUNS of
+           {"tier": "suspend"} (level 1 + driver suspend); GPU and host memory while asleep
+           (EMBER_BENCH_SUP_DRYRUN=1: the counter engine and the freeze tier, to check it on a CPU)
   chain3   that engine put to sleep at level 2 (weights dropped), dumped, restored incl. `/wake_up`
            and vLLM's reload_weights from the model's files (page cache; after drop_caches: disk)
 Every number goes to DIR/<phase>.json; a table is printed last.
@@ -198,12 +202,17 @@ class LogWatch:
 
 
 def first_token(
-    t0: float, timeout_s: float = 600.0, poll_s: float = 0.02, pid: int | None = None
+    t0: float,
+    timeout_s: float = 600.0,
+    poll_s: float = 0.02,
+    pid: int | None = None,
+    client: httpx.Client | None = None,
 ) -> tuple[float, str]:
-    """Poll /v1/completions (max_tokens=1) until it answers; seconds since t0 and the token text."""
+    """Poll /v1/completions (max_tokens=1) until it answers; seconds since t0 and the token text.
+    Without `client`, a new one is built inside the timed span (the issue-8 figures include that)."""
     deadline = t0 + timeout_s
     n = 0
-    with httpx.Client(timeout=60.0) as c:
+    with contextlib.nullcontext(client) if client is not None else httpx.Client(timeout=60.0) as c:
         while True:
             try:
                 r = c.post(f"{BASE}/v1/completions", json=COMPLETION)
@@ -844,6 +853,171 @@ def phase_chain_asleep(out: Path, level: int, name: str, keep: bool) -> dict:
     return res
 
 
+# ---------------------------------------------------------------- through Ember's supervisor (issue 16)
+
+SUP_PORT = 8081
+SUP = f"http://127.0.0.1:{SUP_PORT}"
+DRYRUN = os.environ.get("EMBER_BENCH_SUP_DRYRUN") == "1"  # CPU check of this phase: counter engine, freeze
+# one long-lived client, like the operator's: building one costs tens of ms, which is not the wake's
+HTTP = httpx.Client(timeout=300.0, trust_env=False)
+
+
+def _meminfo_kib(key: str = "MemAvailable") -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    return -1
+
+
+def tree_mem(pid: int) -> dict:
+    """Host memory of the engine's tree: RSS (anon, file, shmem), locked and pinned pages, in bytes."""
+    keys = ("VmRSS", "RssAnon", "RssFile", "RssShmem", "VmLck", "VmPin")
+    tot = dict.fromkeys(keys, 0)
+    for p in process_tree(pid):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                k = line.split(":")[0]
+                if k in tot:
+                    tot[k] += int(line.split()[1]) * 1024
+    return tot
+
+
+def _sup_config(state_dir: Path) -> dict:
+    from ember_checkpoint.testing import counter_server_argv
+
+    argv = counter_server_argv(PORT) if DRYRUN else server_argv(sleep_mode=True)
+    return {
+        "engine_argv": argv,
+        "engine_port": PORT,
+        "identity": {"model_digest": "sha256:random-llama3-8b-shape-seed0", "engine_version": "vllm"},
+        "state_dir": str(state_dir),
+        "listen_port": SUP_PORT,
+        "cold_timeout_s": 900,
+        "sleep_timeout_s": 120,
+        "wake_timeout_s": 120,
+    }
+
+
+def _sup_post(path: str, body: dict | None = None) -> tuple[float, dict]:
+    t0 = time.monotonic()
+    r = HTTP.post(SUP + path, json=body)
+    dt = time.monotonic() - t0
+    if r.status_code != 200:
+        raise RuntimeError(f"POST {path} {body}: {r.status_code} {r.text[:2000]}")
+    return dt, r.json()
+
+
+def _sup_cycle(tier_body: dict, engine_pid: int) -> dict:
+    """POST /sleep -> measure while asleep -> POST /wake (answers once healthy) -> first token."""
+    avail0 = _meminfo_kib()
+    rss0 = tree_mem(engine_pid)
+    sleep_wall, slept = _sup_post("/sleep", tier_body)
+    time.sleep(0.5)  # let the allocator's frees settle before reading memory
+    r = {
+        "sleep_wall_s": round(sleep_wall, 3),
+        "sleep_s": round(slept["sleep_s"], 3),
+        "sleep_phases_s": {k: round(v, 3) for k, v in slept["phases_s"].items()},
+        "gpu_mib_asleep": gpu_used_mib(),
+        "host_mem_asleep": tree_mem(engine_pid),
+        "host_mem_awake": rss0,
+        "mem_available_drop_bytes": (avail0 - _meminfo_kib()) * 1024,
+        "state_asleep": HTTP.get(SUP + "/state").json()["state"],
+    }
+    t0 = time.monotonic()
+    wake_wall, woke = _sup_post("/wake")
+    r["wake_wall_s"] = round(wake_wall, 3)
+    r["wake_s"] = round(woke["wake_s"], 3)
+    r["wake_phases_s"] = {k: round(v, 3) for k, v in woke["phases_s"].items()}
+    r["ttft_s"] = round(first_token(t0, 120, pid=engine_pid, client=HTTP)[0], 3)
+    r["gpu_mib_awake"] = gpu_used_mib()
+    return r
+
+
+def phase_supervisor(out: Path) -> dict:
+    """Ember's supervisor cold-starts the engine with sleep mode on; RUNS cycles of sleep level 1 ->
+    wake -> first token; then RUNS cycles of the suspend tier (level 1 + driver suspend) -> resume ->
+    first token. Every call goes to the supervisor's HTTP API (:8081), none to vLLM's sleep routes."""
+    res: dict = {"kv_cache_bytes": KV_BYTES, "dryrun": DRYRUN}
+    kill_remembered()
+    state_dir = WORK / "logs/sup-state"  # the engine's log lands in the carried-back tarball
+    sh(f"rm -rf {state_dir}")
+    state_dir.mkdir(parents=True)
+    cfg_file = WORK / "supervisor.json"
+    cfg_file.write_text(json.dumps(_sup_config(state_dir)))
+    log_file = WORK / "logs/supervisor.log"
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    with log_file.open("wb") as lf:
+        sup = subprocess.Popen(
+            [sys.executable, "-m", "ember_checkpoint.supervisor.main", "--config", str(cfg_file)],
+            stdout=lf,
+            stderr=subprocess.STDOUT,
+            env=server_env(),  # the engine inherits it: VLLM_SERVER_DEV_MODE=1 for the sleep routes
+            start_new_session=True,
+        )
+    remember(sup.pid)
+    tiers = [("sleep_l1", {"level": 1}), ("suspend", {"tier": "suspend"})]
+    if DRYRUN:
+        tiers = [("freeze", {"tier": "freeze"})]
+    try:
+        ttft, _ = first_token(t0, 900, pid=sup.pid)
+        startup = HTTP.get(SUP + "/startup").json()
+        while startup["engine"]["state"] != "serving":  # the engine answers before the supervisor says so
+            if time.monotonic() - t0 > 960:
+                raise TimeoutError(f"supervisor never said serving: {startup}")
+            time.sleep(0.05)
+            startup = HTTP.get(SUP + "/startup").json()
+        res["supervisor_serving_s"] = round(time.monotonic() - t0, 3)
+        engine_pid = int(startup["engine_pid"])
+        res["cold_start"] = {"ttft_s": round(ttft, 3), "startup": startup}
+        log(f"supervisor cold start: first token {ttft:.1f} s, engine pid {engine_pid}")
+        res["greedy_before"] = greedy()
+        res["gpu_mib_awake"] = gpu_used_mib()
+        res["host_mem_awake"] = tree_mem(engine_pid)
+        for label, body in tiers:
+            runs = []
+            for _ in range(RUNS):
+                r = _sup_cycle(body, engine_pid)
+                runs.append(r)
+                log(f"supervisor {label}: {r}")
+            res[label] = {
+                "body": body,
+                "runs": runs,
+                "wake_to_first_token": summary([r["ttft_s"] for r in runs]),
+                "wake_call": summary([r["wake_wall_s"] for r in runs]),
+                "sleep_call": summary([r["sleep_wall_s"] for r in runs]),
+                "sleep_call_after_first": summary([r["sleep_wall_s"] for r in runs[1:]]),
+                "gpu_mib_asleep": summary([r["gpu_mib_asleep"] for r in runs]),
+                "mem_available_drop_gb": summary([r["mem_available_drop_bytes"] / 1e9 for r in runs]),
+                "tree_rss_asleep_gb": summary([r["host_mem_asleep"]["VmRSS"] / 1e9 for r in runs]),
+            }
+            save(out, "supervisor_sleep", res)
+        res["greedy_after"] = greedy()
+        res["greedy_identical"] = res["greedy_after"] == res["greedy_before"]
+        res["metrics"] = [
+            line
+            for line in httpx.get(SUP + "/metrics", timeout=5).text.splitlines()
+            if line.startswith("ember_supervisor_")
+            and ("_count" in line or "_sum" in line or "state" in line)
+        ]
+    except Exception:  # noqa: BLE001
+        import traceback
+
+        res["error"] = traceback.format_exc()[-3000:]
+        log(f"supervisor FAILED: {res['error']}\n{sh(f'tail -40 {log_file}')}")
+    finally:
+        sup.send_signal(signal.SIGTERM)
+        try:
+            res["supervisor_exit"] = sup.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            kill_all(sup.pid)
+        kill_remembered()
+        wait_port_free()
+        res["supervisor_log_tail"] = sh(f"tail -30 {log_file}")
+    save(out, "supervisor_sleep", res)
+    return res
+
+
 # ---------------------------------------------------------------- table
 
 
@@ -942,6 +1116,8 @@ def main() -> None:
                 phase_chain_asleep(a.out, 1, "chain2", keep=True)
             elif ph == "chain3":  # asleep at level 2, weights reloaded from the model's files
                 phase_chain_asleep(a.out, 2, "chain3", keep=False)
+            elif ph == "supervisor":  # issue 16: sleeping replicas through Ember's supervisor
+                phase_supervisor(a.out)
             elif ph == "cleanup":
                 kill_remembered()
             else:

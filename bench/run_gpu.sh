@@ -10,7 +10,10 @@ set -uo pipefail
 W=${EMBER_BENCH_WORK:-/tmp/ember-bench}
 OUT=${OUT:-$W/out}
 mkdir -p "$W/site" "$W/results" "$W/logs" "$OUT"
-export PYTHONPATH=$W/site:$PWD/checkpoint/src PYTHONUNBUFFERED=1 EMBER_CRIU=$W/criu
+# the code that runs: this checkout, or a carried copy of one (EMBER_BENCH_SRC=.carry/NAME: the device
+# gets the lead's checkout, so a branch's code travels as a carry path of its own)
+SRC=${EMBER_BENCH_SRC:-$PWD}
+export PYTHONPATH=$W/site:$SRC/checkpoint/src PYTHONUNBUFFERED=1 EMBER_CRIU=$W/criu
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 # CRIU cannot dump an io_uring; on the GPU the EngineCore opened one (source not identified): refuse new
 # io_urings in this VM so every user falls back (libuv to epoll). Kernel 6.6+.
@@ -25,18 +28,18 @@ a)
   tar -C "$W/site" -xJf .carry/a/vllm_py.tar.xz && xz -dc .carry/a/fa3.so.xz > "$W/site/vllm/vllm_flash_attn/_vllm_fa3_C.abi3.so"
   mkdir -p "$W/criu" && tar -C "$W/criu" -xJf .carry/a/criu.tar.xz
   "$W/criu/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2" --library-path "$W/criu/usr/lib/x86_64-linux-gnu" "$W/criu/usr/sbin/criu" check 2>&1 | tail -5
-  [ "${EMBER_BENCH_PROBE:-1}" = 1 ] && python3 bench/import_probe.py 2>&1 | tail -25
-  python3 bench/build_model.py "$W/model" || exit 1
-  [ "${EMBER_BENCH_FLOOR:-1}" = 1 ] && python3 bench/gpu_start_paths.py floor --out "$W/results"
+  [ "${EMBER_BENCH_PROBE:-1}" = 1 ] && python3 $SRC/bench/import_probe.py 2>&1 | tail -25
+  python3 $SRC/bench/build_model.py "$W/model" || exit 1
+  [ "${EMBER_BENCH_FLOOR:-1}" = 1 ] && python3 $SRC/bench/gpu_start_paths.py floor --out "$W/results"
   ;;
 b)
   [ -d .carry/c ] && python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$W/site" .carry/c/*.whl
   if [ -f .carry/b/C.so.xz ]; then xz -dc .carry/b/C.so.xz > "$W/site/vllm/_C_stable_libtorch.abi3.so"; fi
-  timeout 560 python3 bench/gpu_start_paths.py env "$@" --out "$W/results" 2>&1 | tee "$OUT/log-$(date +%H%M%S).txt"
+  timeout 560 python3 $SRC/bench/gpu_start_paths.py env "$@" --out "$W/results" 2>&1 | tee "$OUT/log-$(date +%H%M%S).txt"
   ;;
 p)  # phases only, everything already unpacked on this (warm) machine
   [ -d .carry/c ] && python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$W/site" .carry/c/*.whl
-  timeout 560 python3 bench/gpu_start_paths.py "$@" --out "$W/results" 2>&1 | tee "$OUT/log-$(date +%H%M%S).txt"
+  timeout 560 python3 $SRC/bench/gpu_start_paths.py "$@" --out "$W/results" 2>&1 | tee "$OUT/log-$(date +%H%M%S).txt"
   ;;
 esac
 cp "$W"/results/*.json "$W"/results/*.txt "$OUT"/ 2>/dev/null

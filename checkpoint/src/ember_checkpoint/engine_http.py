@@ -1,10 +1,16 @@
-"""The two HTTP calls the lifecycle makes to an engine: wait until healthy, and the canary request."""
+"""The HTTP calls the lifecycle and the supervisor make to an engine: wait until healthy, the canary
+request, sleep and the after-restore (wake) steps.
+
+Each takes an optional `client`: the supervisor's wake path passes one long-lived `httpx.Client`,
+because building a client (its TLS context) costs 20-100 ms, which a sub-second wake cannot spare.
+"""
 
 from __future__ import annotations
 
 import json
 import time
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 
@@ -15,8 +21,16 @@ class EngineExited(RuntimeError):
     pass
 
 
+def _http(client: httpx.Client | None) -> Any:
+    return client if client is not None else httpx
+
+
 def wait_healthy(
-    url: str, timeout_s: float, poll_s: float = 0.05, alive: Callable[[], bool] | None = None
+    url: str,
+    timeout_s: float,
+    poll_s: float = 0.05,
+    alive: Callable[[], bool] | None = None,
+    client: httpx.Client | None = None,
 ) -> float:
     """Poll url until it answers 2xx; returns the seconds waited. Raises TimeoutError, or
     EngineExited as soon as `alive` says the engine is gone (a failed start is not waited out)."""
@@ -26,7 +40,7 @@ def wait_healthy(
         if alive is not None and not alive():
             raise EngineExited(f"the engine exited before {url} answered (last: {last})")
         try:
-            r = httpx.get(url, timeout=2.0)
+            r = _http(client).get(url, timeout=2.0)
             if r.is_success:
                 return time.monotonic() - t0
             last = f"HTTP {r.status_code}"
@@ -51,9 +65,11 @@ def canary_value(body: str, json_field: str | None) -> str:
     return node if isinstance(node, str) else json.dumps(node, sort_keys=True)
 
 
-def run_canary(base_url: str, canary: Canary, timeout_s: float = 120.0) -> str:
+def run_canary(
+    base_url: str, canary: Canary, timeout_s: float = 120.0, client: httpx.Client | None = None
+) -> str:
     headers = {"content-type": "application/json"} if canary.body else {}
-    r = httpx.request(
+    r = _http(client).request(
         canary.method,
         base_url.rstrip("/") + canary.path,
         content=canary.body,
@@ -64,25 +80,31 @@ def run_canary(base_url: str, canary: Canary, timeout_s: float = 120.0) -> str:
     return canary_value(r.text, canary.json_field)
 
 
-def sleep(base_url: str, level: int, timeout_s: float = 300.0) -> float:
+def sleep(base_url: str, level: int, timeout_s: float = 300.0, client: httpx.Client | None = None) -> float:
     """Put a vLLM engine to sleep (needs --enable-sleep-mode and VLLM_SERVER_DEV_MODE=1); returns seconds.
 
     Level 1 drops the KV cache and moves the weights to host memory, so a checkpoint taken now holds
     the weights once (in host memory) and no KV cache: fewer bytes to dump, store and restore.
     """
     t0 = time.monotonic()
-    r = httpx.post(f"{base_url.rstrip('/')}/sleep", params={"level": str(level)}, timeout=timeout_s)
+    r = _http(client).post(f"{base_url.rstrip('/')}/sleep", params={"level": str(level)}, timeout=timeout_s)
     r.raise_for_status()
     return time.monotonic() - t0
 
 
-def run_steps(base_url: str, steps: list[HttpStep], timeout_s: float, poll_s: float = 0.02) -> float:
+def run_steps(
+    base_url: str,
+    steps: list[HttpStep],
+    timeout_s: float,
+    poll_s: float = 0.02,
+    client: httpx.Client | None = None,
+) -> float:
     """Make each call in order, retrying while the engine does not answer yet; returns seconds."""
     t0 = time.monotonic()
     for step in steps:
         while True:
             try:
-                r = httpx.request(
+                r = _http(client).request(
                     step.method, base_url.rstrip("/") + step.path, json=step.json_body, timeout=timeout_s
                 )
                 r.raise_for_status()

@@ -43,6 +43,25 @@ class SupervisorConfig(BaseModel):
         default="auto",
         description="CRIU --network-lock: auto picks iptables, else nftables, else skip (criu.choose_network_lock)",
     )
+    # sleeping replicas (sleep_routes): POST /sleep and POST /wake
+    sleep_tier: Literal["auto", "sleep", "suspend", "freeze"] = Field(
+        default="auto",
+        description="tier of a POST /sleep that names none: auto is `sleep` (vLLM sleep mode, the engine "
+        "needs --enable-sleep-mode and VLLM_SERVER_DEV_MODE=1) where the CUDA driver is found, else `freeze`",
+    )
+    freeze_method: Literal["auto", "cgroup", "signal"] = Field(
+        default="auto", description="how the freeze tier stops the engine's tree (freeze.choose)"
+    )
+    sleep_timeout_s: float = Field(
+        default=120.0, description="engine asleep after; a first level-1 sleep took ~10 s"
+    )
+    wake_timeout_s: float = Field(
+        default=60.0, description="wake to healthy; a failed or timed-out wake reports its reason"
+    )
+    wake_canary: bool = Field(
+        default=False,
+        description="run the canary before each sleep and after each wake, and fail the wake on a different answer",
+    )
 
     @property
     def engine_url(self) -> str:

@@ -3,9 +3,12 @@ the warm-buffer placeholder's init container, see `prestage`).
 
 Starts the engine (see `startup`), then serves the supervisor's own endpoint until SIGTERM or the
 engine exits (the container then exits with the engine's status, and the kubelet decides):
-  GET  /healthz     200 while the engine answers its health path, else 503
-  GET  /startup     the start path, the fallback reason if any, and seconds per phase (JSON)
+  GET  /healthz     200 while the engine is serving and answers its health path, else 503 (asleep too)
+  GET  /livez       200 unless the engine failed (asleep is alive: a probe here keeps a sleeper)
+  GET  /startup     the start path, the fallback reason if any, seconds per phase, and the engine's
+                    state ("engine": see `engine_state`) (JSON)
   POST /checkpoint  live dump of the engine (it keeps serving), canary verify, gc; the manifest (JSON)
+  POST /sleep, POST /wake, GET /state   sleeping replicas (`sleep_routes`)
   GET  /metrics     Prometheus text
 
 Every POST route acts on the engine, so every one needs `Authorization: Bearer <token>`, the token the
@@ -13,6 +16,8 @@ operator put in the pod (env EMBER_SUPERVISOR_TOKEN, from the service's Secret):
 a wrong one, and when no token is configured at all (fail closed). The GET routes only read. The check
 is one place (`Handler.do_POST`, before the route table `post_routes`): a route registered there is
 protected by being registered.
+If the engine exits while it sleeps or wakes, the supervisor stays up in state `failed` with the
+reason, so the operator reads it and replaces the replica; while serving, it exits as before.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib.metadata import version
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -41,9 +47,11 @@ from ember_checkpoint.cli import local_identity
 from ember_checkpoint.criu import Criu
 from ember_checkpoint.manifest import Manifest
 from ember_checkpoint.storage import LocalDirStorage
-from ember_checkpoint.supervisor import prestage, procs
+from ember_checkpoint.supervisor import prestage, procs, sleep_routes
 from ember_checkpoint.supervisor.config import SupervisorConfig
+from ember_checkpoint.supervisor.engine_state import EngineState, State, WrongState
 from ember_checkpoint.supervisor.metrics import SupervisorMetrics
+from ember_checkpoint.supervisor.sleep import Sleeper
 from ember_checkpoint.supervisor.startup import Startup, start_engine
 from ember_checkpoint.verify import verify
 
@@ -57,6 +65,19 @@ class Supervisor:
         self.metrics = SupervisorMetrics()
         self.startup = Startup()
         self._checkpoint_lock = threading.Lock()
+        self.state = EngineState(on_change=self._state_metric)
+        self.sleeper = Sleeper(
+            cfg,
+            self.metrics,
+            self.state,
+            lambda: self.startup.engine_pid,
+            self.quiesce,
+            self._checkpoint_lock,
+        )
+
+    def _state_metric(self, old: State | None, new: State) -> None:
+        for s in State:
+            self.metrics.engine_state.labels(s.value).set(1 if s == new else 0)
 
     def engine_healthy(self) -> bool:
         try:
@@ -91,6 +112,8 @@ class Supervisor:
             raise RuntimeError("no checkpoint_dir configured, or no engine running")
         t0 = time.monotonic()
         with self._checkpoint_lock, procs.children_lock:
+            if self.state.state != State.SERVING:  # a frozen or sleeping engine is not dumped
+                raise WrongState(self.state.state, State.SERVING)
             criu, gpu = Criu.find(network_lock=self.cfg.criu_network_lock), cuda.load()
             identity = local_identity(self.cfg.identity, criu, gpu)
             storage = LocalDirStorage(self.cfg.checkpoint_dir)
@@ -120,35 +143,42 @@ def authorized(header: str | None, token: str | None) -> bool:
     return hmac.compare_digest(header.removeprefix("Bearer ").encode(), token.encode())
 
 
-Reply = tuple[int, str]
+def _checkpoint_route(sup: Supervisor, body: bytes) -> tuple[int, str]:
+    try:
+        return 200, sup.checkpoint().to_json()
+    except WrongState as e:
+        return 409, json.dumps({"error": str(e), "state": e.state.value})
+    except Exception as e:  # reported to the caller (the operator) and counted; the engine runs on
+        sup.metrics.checkpoints.labels("failed").inc()
+        log.error(json.dumps({"event": "checkpoint_failed", "error": f"{type(e).__name__}: {e}"[:2000]}))
+        return 500, json.dumps({"error": f"{type(e).__name__}: {e}"[:4000]})
 
 
-def post_routes(sup: Supervisor) -> dict[str, Callable[[], Reply]]:
-    """The mutating routes, each behind the bearer-token check of `Handler.do_POST`."""
-
-    def checkpoint() -> Reply:
-        try:
-            return 200, sup.checkpoint().to_json()
-        except Exception as e:  # reported to the caller (the operator) and counted; the engine runs on
-            sup.metrics.checkpoints.labels("failed").inc()
-            log.error(json.dumps({"event": "checkpoint_failed", "error": f"{type(e).__name__}: {e}"[:2000]}))
-            return 500, json.dumps({"error": f"{type(e).__name__}: {e}"[:4000]})
-
-    return {"/checkpoint": checkpoint}
+def post_routes(sup: Supervisor) -> dict[str, Callable[[bytes], tuple[int, str]]]:
+    """Every mutating route; `Handler.do_POST` is the one place that dispatches (and checks) them."""
+    return {"/checkpoint": lambda body: _checkpoint_route(sup, body), **sleep_routes.post_routes(sup.sleeper)}
 
 
 def _handler(sup: Supervisor, token: str | None) -> type[BaseHTTPRequestHandler]:
-    routes = post_routes(sup)
+    posts = post_routes(sup)
+    gets = sleep_routes.get_routes(sup.sleeper)
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            if self.path == "/healthz":
-                ok = sup.engine_healthy()
-                self._send(200 if ok else 503, json.dumps({"engine_healthy": ok}))
-            elif self.path == "/startup":
-                self._send(200, json.dumps(sup.startup.as_dict()))
-            elif self.path == "/metrics":
+            path = urlsplit(self.path).path
+            if path == "/healthz":
+                serving = sup.state.state == State.SERVING  # a frozen engine is not asked: it cannot answer
+                ok = serving and sup.engine_healthy()
+                self._send(200 if ok else 503, json.dumps({"engine_healthy": ok, **sup.state.as_dict()}))
+            elif path == "/livez":
+                alive = sup.state.state != State.FAILED
+                self._send(200 if alive else 503, json.dumps(sup.state.as_dict()))
+            elif path == "/startup":
+                self._send(200, json.dumps({**sup.startup.as_dict(), "engine": sup.state.as_dict()}))
+            elif path == "/metrics":
                 self._send(200, generate_latest(sup.metrics.registry).decode(), CONTENT_TYPE_LATEST)
+            elif path in gets:
+                self._send(*gets[path]())
             else:
                 self._send(404, "{}")
 
@@ -156,11 +186,13 @@ def _handler(sup: Supervisor, token: str | None) -> type[BaseHTTPRequestHandler]
             if not authorized(self.headers.get("Authorization"), token):
                 self._send(401, json.dumps({"error": "a valid bearer token is required"}))
                 return
-            route = routes.get(self.path)
+            route = posts.get(urlsplit(self.path).path)
+            length = int(self.headers.get("content-length") or 0)
+            body = self.rfile.read(length) if length else b""
             if route is None:
                 self._send(404, "{}")
                 return
-            self._send(*route())
+            self._send(*route(body))
 
         def _send(self, code: int, body: str, ctype: str = "application/json") -> None:
             data = body.encode()
@@ -191,7 +223,9 @@ def run(cfg: SupervisorConfig) -> int:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         sup.startup = start_engine(cfg, sup.metrics)
+        sup.state.move(State.SERVING)
     except Exception as e:  # the cold start failed too: exit, and let the kubelet's backoff decide
+        sup.state.fail("start_failed", f"{type(e).__name__}: {e}")
         try:  # the engine's own words, so that `kubectl logs` shows why
             tail = (cfg.state_dir / "engine.log").read_text(errors="replace")[-3000:]
         except OSError:
@@ -207,22 +241,39 @@ def run(cfg: SupervisorConfig) -> int:
         )
         server.shutdown()
         return 1
-    status = 0
-    while not stop.wait(0.2):
-        st = procs.reap(sup.startup.engine_pid)
-        if st is not None:
-            status = os.waitstatus_to_exitcode(st)
-            log.error(json.dumps({"event": "engine_exited", "status": status}))
-            break
-    else:
-        assert sup.startup.engine_pid is not None
-        procs.terminate(sup.startup.engine_pid)
+    status = _watch(sup, stop)
     server.shutdown()
     return status if status >= 0 else 128 - status
 
 
+def _watch(sup: Supervisor, stop: threading.Event) -> int:
+    """Until SIGTERM or the engine's exit; the engine's exit status (0 after SIGTERM)."""
+    status, exited = 0, False
+    while not stop.wait(0.2):
+        st = procs.reap(sup.startup.engine_pid)
+        if st is None or exited:
+            continue
+        exited, status = True, os.waitstatus_to_exitcode(st)
+        state = sup.state.state
+        log.error(json.dumps({"event": "engine_exited", "status": status, "state": state.value}))
+        if state not in (State.SLEEPING, State.ASLEEP, State.WAKING, State.FAILED):
+            return status
+        # Asleep: stay up and say why, so the operator's next call (a wake) gets the reason; what is
+        # left of the tree (vLLM's engine core, frozen) is ended so the replica holds nothing.
+        sup.state.fail("engine_exited", f"the engine exited (status {status}) while {state.value}")
+        assert sup.startup.engine_pid is not None
+        sup.sleeper.end_engine(sup.startup.engine_pid)
+    if not exited:
+        assert sup.startup.engine_pid is not None
+        sup.sleeper.thaw(sup.startup.engine_pid)  # a frozen engine acts on SIGTERM only once thawed
+        procs.terminate(sup.startup.engine_pid)
+    sup.sleeper.close()
+    return status
+
+
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per health poll otherwise
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["prestage"]:  # the warm-buffer placeholder's init container (see prestage)
         raise SystemExit(prestage.main(argv[1:]))

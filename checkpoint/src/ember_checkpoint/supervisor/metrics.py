@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# seconds; vLLM's level-1 wake is ~0.4 s on an H100, a driver resume ~2 s, a first level-1 sleep ~10 s
+SLEEP_WAKE_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0)
 
 
 @dataclass
@@ -40,5 +43,38 @@ class SupervisorMetrics:
         self.checkpoint_seconds = Gauge(
             "ember_supervisor_checkpoint_duration_seconds",
             "Seconds the last POST /checkpoint took",
+            registry=r,
+        )
+        # sleeping replicas (sleep_routes): the operator plans with the wake time from these
+        self.engine_state = Gauge(
+            "ember_supervisor_engine_state",
+            "1 for the engine's current state (starting, serving, sleeping, asleep, waking, failed), else 0",
+            ["state"],
+            registry=r,
+        )
+        self.sleep_seconds = Histogram(
+            "ember_supervisor_sleep_duration_seconds",
+            "POST /sleep: seconds from the call to the engine asleep, by tier",
+            ["tier"],
+            buckets=SLEEP_WAKE_BUCKETS,
+            registry=r,
+        )
+        self.wake_seconds = Histogram(
+            "ember_supervisor_wake_duration_seconds",
+            "POST /wake: seconds from the call to the engine answering its health path, by tier",
+            ["tier"],
+            buckets=SLEEP_WAKE_BUCKETS,
+            registry=r,
+        )
+        self.sleep_failures = Counter(
+            "ember_supervisor_sleep_failures",
+            "Sleeps that failed (the engine kept serving, or failed), by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.wake_failures = Counter(
+            "ember_supervisor_wake_failures",
+            "Wakes that failed or timed out, by reason",
+            ["reason"],
             registry=r,
         )

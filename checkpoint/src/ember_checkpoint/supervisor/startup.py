@@ -156,6 +156,11 @@ def _cold(cfg: SupervisorConfig, st: Startup) -> None:
         )
     except engine_http.EngineExited as e:
         raise engine_http.EngineExited(f"{e}; its output: {cfg.state_dir / 'engine.log'}") from e
+    except TimeoutError:
+        # the supervisor exits next: an engine still loading would outlive it (seen: a vLLM left
+        # running after its cold start timed out on a loaded machine)
+        procs.terminate(pid)
+        raise
 
 
 def _finish(cfg: SupervisorConfig, metrics: SupervisorMetrics, st: Startup, t0: float) -> None:
