@@ -898,9 +898,12 @@ def _sup_config(state_dir: Path) -> dict:
     }
 
 
+SUP_TOKEN = os.urandom(16).hex()  # the supervisor acts only on a bearer token, as in a pod
+
+
 def _sup_post(path: str, body: dict | None = None) -> tuple[float, dict]:
     t0 = time.monotonic()
-    r = HTTP.post(SUP + path, json=body)
+    r = HTTP.post(SUP + path, json=body, headers={"Authorization": f"Bearer {SUP_TOKEN}"})
     dt = time.monotonic() - t0
     if r.status_code != 200:
         raise RuntimeError(f"POST {path} {body}: {r.status_code} {r.text[:2000]}")
@@ -952,7 +955,10 @@ def phase_supervisor(out: Path) -> dict:
             [sys.executable, "-m", "ember_checkpoint.supervisor.main", "--config", str(cfg_file)],
             stdout=lf,
             stderr=subprocess.STDOUT,
-            env=server_env(),  # the engine inherits it: VLLM_SERVER_DEV_MODE=1 for the sleep routes
+            env={
+                **server_env(),
+                "EMBER_SUPERVISOR_TOKEN": SUP_TOKEN,
+            },  # the engine inherits it: VLLM_SERVER_DEV_MODE=1 for the sleep routes
             start_new_session=True,
         )
     remember(sup.pid)

@@ -4,6 +4,7 @@ and the engine's processes inspected (state letter, CPU time) while it sleeps.""
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -25,9 +26,12 @@ class SupervisorProcess:
         path = tmp / f"supervisor-{os.urandom(3).hex()}.json"
         path.write_text(cfg.model_dump_json())
         self.log = path.with_suffix(".log")
+        # the operator's per-service token, as the pod gets it: every POST carries it (main.authorized)
+        self.token = secrets.token_urlsafe(16)
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "ember_checkpoint.supervisor.main", "--config", str(path)],
+                env={**os.environ, "EMBER_SUPERVISOR_TOKEN": self.token},
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
@@ -57,7 +61,8 @@ class SupervisorProcess:
         return int(self.startup["engine_pid"])  # type: ignore[call-overload]
 
     def post(self, path: str, json: object | None = None, timeout: float = 120.0) -> httpx.Response:
-        return httpx.post(self.url + path, json=json, timeout=timeout)
+        headers = {"Authorization": f"Bearer {self.token}"}
+        return httpx.post(self.url + path, json=json, headers=headers, timeout=timeout)
 
     def state(self) -> dict[str, object]:
         return dict(httpx.get(self.url + "/state", timeout=5.0).json())
