@@ -342,6 +342,12 @@ class Decision(EmberModel):
     """Start path chosen for new replicas (restore, cold, cold+node)."""
     inputs: dict[str, float | None] = Field(default_factory=dict)
     """Observed values the decision used (qps, ttftP95Ms, itlP95Ms, queue, running, kvCache...)."""
+    slo_attainable: bool | None = None
+    """False while the policy has measured a latency floor: added capacity did not move p95 latency,
+    so the SLO cannot be met by scaling (e.g. prompts whose prefill alone exceeds the TTFT target);
+    None while no latency is observed."""
+    latency_floor_ratio: float | None = None
+    """That floor: the worst p95 / target measured after capacity was added, when it did not help."""
 
 
 class AutoscalerState(EmberModel):
@@ -366,6 +372,15 @@ class AutoscalerState(EmberModel):
     service_time_s: float | None = Field(None, ge=0.0)
     """Learned mean time a request spends in flight, seconds (Little's law: in-flight / QPS, while the
     SLO holds); turns targetInFlightPerReplica into a per-replica QPS capacity."""
+    slo_probe: list[float] | None = None
+    """A pending test of whether capacity moves latency: [time, replicas added up to, in-flight per
+    ready replica, worst p95 / target, capacity factor], recorded at an SLO-driven scale-up."""
+    latency_floor_ratio: float | None = Field(None, ge=0.0)
+    """Worst p95 / target that added capacity did not move (see Decision.latencyFloorRatio)."""
+    latency_floor_load: float | None = Field(None, ge=0.0)
+    """In-flight requests per ready replica up to which that floor was measured."""
+    floor_ok_since: datetime | None = None
+    """Since when the SLO has held while a floor is known (the floor is forgotten after a stable window)."""
 
 
 class Observed(EmberModel):

@@ -28,7 +28,8 @@ path), Δ = decision interval, u = slo.targetUtilization, f = learned capacity f
    ``c_k = targetInFlightPerReplica * f``. Plans use u of each (headroom for bursts).
 5. **Recommendations**, each a replica count:
    - demand: ``ceil(q_f / (u c_q))`` and ``ceil(k_S / (u c_k))``;
-   - SLO: with ``L = max(ttft_p95 / ttft_target, itl_p95 / itl_target)``, if L > 1 then
+   - SLO: with ``L = max(ttft_p95 / ttft_target, itl_p95 / itl_target)`` (relative to a learned
+     floor, step 8), if L > 1 then
      ``max(n, ceil(max(r, 1) * min(L, 2)))``: capacity grows in proportion to the breach (capped at
      doubling per decision), on top of the ready replicas (starting ones are already on the way), and
      a breach never lets the count fall;
@@ -51,6 +52,19 @@ path), Δ = decision interval, u = slo.targetUtilization, f = learned capacity f
    replicas ready while the demand recommendation said they were enough; f recovers by 1% per
    decision (up to 1) while L < 0.8.
 
+8. **Latency floor** (new state only). Some latency does not respond to capacity: a prompt whose
+   prefill alone takes longer than the TTFT target is over it on an idle replica, and a p95 over a
+   mix with >= 5% of them stays over it at any count. When the SLO signal scales up (reason
+   SLOBreached), a probe records the in-flight load per ready replica K0 and L0 = L; while it runs
+   the SLO signal adds nothing more (and f does not shrink). Once the probe's replicas are ready and
+   T + S/2 has passed: if the load per replica fell to <= 0.8 K0 and L stayed >= 0.9 L0, the floor
+   F = max(F, min(L0, L)) is learned, measured up to load K = max(K, K0), and f is restored to its
+   value at the probe's start; otherwise nothing is learned. With a floor, the SLO signal is silent
+   while the load per ready replica is <= 1.1 K (sizing is by demand) and acts on
+   L / max(1, 1.1 F) above it; the Decision says ``sloAttainable: false`` with the floor, and the
+   handler sets the condition SLOAttainable=False. A p95 under F (still over target) lowers F slowly
+   (weight 0.01); the floor is forgotten once the SLO has held for a whole stable window.
+
 Reasons: SLOBreached, Panic, QueueBuilding, DemandRising, ScaleFromZero, DemandFalling,
 ScaleDownDelayed, Idle, ScaledToZero, Hold, AtMax, AtMin, MetricsUnavailable.
 """
@@ -72,6 +86,14 @@ REASONS = (
 MAX_SAMPLES = 240  # bounds the persisted state whatever the windows and interval are
 W_EWMA = 0.2  # weight of a new service-time observation
 FACTOR_MIN, FACTOR_SHRINK, FACTOR_GROW = 0.25, 0.9, 1.01
+# a floor: after capacity was added, the in-flight load per ready replica fell to at most PROBE_LOAD of
+# what it was and the worst p95 / target stayed above PROBE_KEEP of its value
+PROBE_LOAD, PROBE_KEEP = 0.8, 0.9
+# with a floor F measured up to a load K per replica: under K x this the SLO signal is silent, over it
+# the signal acts only on the part of p95 / target above F x this
+FLOOR_MARGIN = 1.1
+PROBE_GIVE_UP_S = 300.0
+FLOOR_DECAY = 0.01  # weight of a p95 under the floor (still over target) in the floor's estimate  # a probe whose replicas never all became ready is dropped after T + this
 EPS = 1e-9
 TREND_CAP = 1.5
 
@@ -122,6 +144,12 @@ class Signals:
     capacity_in_flight: float  # per replica, before u
     slo_ratio: float | None  # L: worst of p95 / target
     samples: list[list[float]]
+    slo_excess: float | None = None  # L over the learned floor (L itself while no floor is known)
+
+    @property
+    def breached(self) -> bool:
+        """The SLO signal asks for capacity: over target and over the floor capacity did not move."""
+        return self.slo_excess is not None and self.slo_excess > 1.0
 
 
 @dataclass(frozen=True)
@@ -162,15 +190,25 @@ def signals(spec: InferenceServiceSpec, obs: Observation, state: AutoscalerState
     ratios = [
         v / t for v, t in ((obs.ttft_p95_s, tg.ttft_p95_s), (obs.itl_p95_s, tg.itl_p95_s)) if v is not None
     ]
+    ratio = max(ratios) if ratios else None
+    excess = ratio
+    fl, fl_load = state.latency_floor_ratio, state.latency_floor_load
+    if ratio is not None and fl is not None:
+        if k_s / max(obs.ready_replicas, 1) <= (fl_load or 0.0) * FLOOR_MARGIN:
+            excess = min(ratio, 1.0)  # at this load per replica, capacity was shown not to move p95
+        else:
+            excess = ratio / max(1.0, fl * FLOOR_MARGIN)  # more load than measured: act over the floor
     return Signals(
         qps=obs.qps, qps_panic=q_p, in_flight_stable=k_s, in_flight_panic=sum(panic) / len(panic),
         waiting=obs.waiting, level_qps=max(0.0, level), trend_qps_per_s=slope, forecast_qps=forecast,
         capacity_qps=cap_q, capacity_in_flight=sc.target_in_flight_per_replica * f,
-        slo_ratio=max(ratios) if ratios else None, samples=samples,
+        slo_ratio=ratio, samples=samples, slo_excess=excess,
     )  # fmt: skip
 
 
-def recommend(spec: InferenceServiceSpec, obs: Observation, sig: Signals, tg: Targets) -> Recommendation:
+def recommend(
+    spec: InferenceServiceSpec, obs: Observation, sig: Signals, tg: Targets, probing: bool = False
+) -> Recommendation:
     """Step 5 of the module docstring: the replica count each signal asks for, and their max."""
     sc, u = spec.scaling, tg.utilization
     n, r = obs.current_replicas, obs.ready_replicas
@@ -179,8 +217,10 @@ def recommend(spec: InferenceServiceSpec, obs: Observation, sig: Signals, tg: Ta
     if sig.capacity_qps is not None:
         parts["DemandRising"] = max(parts["DemandRising"], _ceil(sig.forecast_qps / (u * sig.capacity_qps)))
         panic_need = max(panic_need, sig.qps_panic / (u * sig.capacity_qps))
-    if sig.slo_ratio is not None and sig.slo_ratio > 1.0:
-        parts["SLOBreached"] = max(n, _ceil(max(r, 1) * min(sig.slo_ratio, 2.0)))
+    if sig.breached and sig.slo_excess is not None:
+        # while a probe tests whether the last SLO scale-up moved p95, nothing more is added for it
+        grow = 1.0 if probing else min(sig.slo_excess, 2.0)
+        parts["SLOBreached"] = max(n, _ceil(max(r, 1) * grow))
     m = sc.max_queue_per_replica
     if sig.waiting > m * r:
         parts["QueueBuilding"] = r + _ceil((sig.waiting - m * r) / max(m, 1))
@@ -253,7 +293,7 @@ def decide(
         return _hold(spec, obs, state)
     sc, tg = spec.scaling, targets(spec.slo)
     sig = signals(spec, obs, state, tg)
-    rec = recommend(spec, obs, sig, tg)
+    rec = recommend(spec, obs, sig, tg, probing=state.slo_probe is not None)
     n, now = obs.current_replicas, obs.now
     want = _clamp(rec.replicas, sc)
     recs = _window(state.recommendations, now, sc.scale_down_delay_seconds)
@@ -269,12 +309,15 @@ def decide(
             "samples": sig.samples, "recommendations": recs, "last_request_time": _ts(last_req),
             "panic_until": None if panic_until is None or panic_until <= now else _ts(panic_until),
             **learn(spec, obs, sig, rec, state),
+            **learn_floor(spec, obs, sig, state, target if reason == "SLOBreached" and target > n else None),
         }
     )  # fmt: skip
+    fl = new.latency_floor_ratio
     dec = Decision(
         time=_ts(now), desired_replicas=target, current_replicas=n, reason=reason,
-        message=_message(n, target, reason, sig, obs, tg), start_path=obs.start_path,
-        inputs=_inputs(obs, sig, rec, tg),
+        message=_message(n, target, reason, sig, obs, tg, fl), start_path=obs.start_path,
+        inputs=_inputs(obs, sig, rec, tg), latency_floor_ratio=fl,
+        slo_attainable=False if fl is not None else (None if sig.slo_ratio is None else True),
     )  # fmt: skip
     return dec, _scaled(new, now, n, target)
 
@@ -285,7 +328,7 @@ def stabilise(
 ) -> tuple[int, str]:  # fmt: skip
     """Step 6: from the bounded recommendation `want` to the count decided now, and why."""
     sc, n, now = spec.scaling, obs.current_replicas, obs.now
-    breached = sig.slo_ratio is not None and sig.slo_ratio > 1.0
+    breached = sig.breached
     if n < sc.min_replicas:
         return max(sc.min_replicas, min(want, n + sc.max_scale_up_step)), "AtMin"
     if n > sc.max_replicas:
@@ -331,17 +374,59 @@ def learn(
 ) -> dict[str, float | None]:
     """Step 7: the service time W and the capacity factor f, for the next decisions only."""
     w, f = state.service_time_s, state.capacity_factor
-    ok = sig.slo_ratio is None or sig.slo_ratio <= 1.0
+    ok = not sig.breached  # within target, or within a floor that capacity does not move
     covered = sig.samples[-1][0] - sig.samples[0][0] >= spec.scaling.stable_window_seconds / 2
     if ok and covered and sig.qps > 0.05 and sig.in_flight_stable > 0:
         obs_w = sig.in_flight_stable / sig.qps
         w = obs_w if w is None else w + W_EWMA * (obs_w - w)
     steady = obs.ready_replicas == obs.current_replicas > 0
-    if not ok and steady and rec.parts.get("DemandRising", 0) <= obs.ready_replicas:
+    # while capacity is tested against the breach (a probe), its outcome, not f, says what was missing
+    testing = state.slo_probe is not None or rec.parts.get("SLOBreached", 0) > obs.current_replicas
+    if sig.breached and steady and not testing and rec.parts.get("DemandRising", 0) <= obs.ready_replicas:
         f = max(FACTOR_MIN, f * FACTOR_SHRINK)
-    elif sig.slo_ratio is not None and sig.slo_ratio < 0.8:
+    elif sig.slo_excess is not None and sig.slo_excess < 0.8:
         f = min(1.0, f * FACTOR_GROW)
     return {"service_time_s": None if w is None else round(w, 4), "capacity_factor": round(f, 4)}
+
+
+def learn_floor(
+    spec: InferenceServiceSpec, obs: Observation, sig: Signals, state: AutoscalerState, probe_to: int | None
+) -> dict[str, object]:
+    """Step 8: the latency floor, learned by testing whether an SLO-driven scale-up moved p95."""
+    now, sc, r = obs.now, spec.scaling, obs.ready_replicas
+    fl, probe, ok_since = state.latency_floor_ratio, state.slo_probe, _unix(state.floor_ok_since)
+    fl_load = state.latency_floor_load
+    load = sig.in_flight_stable / max(r, 1)
+    out: dict[str, object] = {}
+    if probe is None and probe_to is not None and sig.slo_ratio is not None:
+        probe = [now, float(probe_to), load, sig.slo_ratio, state.capacity_factor]
+    elif probe is not None:
+        t0, to, load0, ratio0, f0 = probe
+        settled = now >= t0 + obs.time_to_ready_s + sc.stable_window_seconds / 2 and r >= to
+        if sig.slo_ratio is None or sig.slo_ratio <= 1.0 or not sig.breached:
+            probe = None  # the breach went (capacity helped, or the load fell): nothing learned
+        elif settled:
+            if load <= PROBE_LOAD * load0 and sig.slo_ratio >= PROBE_KEEP * ratio0:
+                fl = max(fl or 0.0, min(ratio0, sig.slo_ratio))
+                fl_load = max(fl_load or 0.0, load0)
+                out["capacity_factor"] = round(max(state.capacity_factor, f0), 4)
+            probe = None
+        elif now > t0 + obs.time_to_ready_s + PROBE_GIVE_UP_S:
+            probe = None
+    if fl is not None and sig.slo_ratio is not None:
+        if sig.slo_ratio <= 1.0:
+            ok_since = now if ok_since is None else ok_since
+            if now - ok_since >= sc.stable_window_seconds:
+                fl, ok_since = None, None  # the floor went away: the SLO held for a whole stable window
+        else:
+            ok_since = None
+            if sig.slo_ratio < fl:
+                fl = fl + FLOOR_DECAY * (sig.slo_ratio - fl)  # a lower floor is believed slowly
+    return {
+        **out, "slo_probe": probe, "latency_floor_ratio": None if fl is None else round(fl, 4),
+        "floor_ok_since": None if ok_since is None or fl is None else _ts(ok_since),
+        "latency_floor_load": None if fl is None or fl_load is None else round(fl_load, 3),
+    }  # fmt: skip
 
 
 def _inputs(obs: Observation, sig: Signals, rec: Recommendation, tg: Targets) -> dict[str, float | None]:
@@ -354,13 +439,16 @@ def _inputs(obs: Observation, sig: Signals, rec: Recommendation, tg: Targets) ->
         "capacityPerReplica": None if sig.capacity_qps is None else round(sig.capacity_qps * u, 4),
         "capacityInFlightPerReplica": round(sig.capacity_in_flight * u, 3),
         "sloRatio": None if sig.slo_ratio is None else round(sig.slo_ratio, 4),
+        "sloExcess": None if sig.slo_excess is None else round(sig.slo_excess, 4),
         "ttftTargetMs": tg.ttft_p95_s * 1000.0, "itlTargetMs": tg.itl_p95_s * 1000.0,
         "recommended": float(rec.replicas), **{f"desired{k}": float(v) for k, v in rec.parts.items()},
     })  # fmt: skip
     return out
 
 
-def _message(n: int, target: int, reason: str, sig: Signals, obs: Observation, tg: Targets) -> str:
+def _message(
+    n: int, target: int, reason: str, sig: Signals, obs: Observation, tg: Targets, floor: float | None = None
+) -> str:
     head = f"{n} -> {target}" if target != n else f"hold {n}"
     cap = "learning" if sig.capacity_qps is None else f"{sig.capacity_qps * tg.utilization:.2f} req/s"
     demand = (
@@ -369,4 +457,6 @@ def _message(n: int, target: int, reason: str, sig: Signals, obs: Observation, t
         f"{sig.waiting:.0f} waiting"
     )
     slo = "" if sig.slo_ratio is None else f", worst p95/target {sig.slo_ratio:.2f}"
+    if floor is not None:
+        slo += f" (floor {floor:.2f}: added capacity did not lower it, sized by demand)"
     return f"{head} ({reason}): {demand}{slo}"
