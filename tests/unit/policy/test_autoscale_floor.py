@@ -86,4 +86,6 @@ def test_long_prompts_then_silence_no_runaway_and_back_to_min() -> None:
     at = [n for t, n, _ in res.timeline if t >= back_by]
     assert at and max(at) == 1, f"{at[0]} replicas {back_by - load_s:.0f} s into silence"
     assert any(d.slo_attainable is False for d in pol.log), "the floor was never reported"
-    assert pol.state.capacity_factor >= 0.9
+    # breaches over the floor at more load than it was measured at still shrink f a little; it must not
+    # sit at its 0.25 bottom as it did before (HEAD: 0.25 within a minute, for the rest of the run)
+    assert pol.state.capacity_factor >= 0.5

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from ember_sim.families import FAMILIES, LONG_PROMPT, member
 
@@ -22,7 +24,7 @@ def test_long_prompt_members_carry_six_to_fifteen_percent_long_prompts() -> None
 
 def test_steps_members_have_a_silent_gap() -> None:
     arrivals = [r.arrival_s for r in member("steps", 4)]
-    assert max(b - a for a, b in zip(arrivals, arrivals[1:], strict=False)) >= 600.0
+    assert max(b - a for a, b in itertools.pairwise(arrivals)) >= 600.0
 
 
 def test_unknown_family_is_named() -> None:

@@ -167,11 +167,14 @@ class Scaling(EmberModel):
     tolerance: float = Field(0.1, ge=0.0, le=1.0)
     """Relative change of the desired count ignored, to avoid flapping."""
     scale_down_delay_seconds: int = Field(120, ge=0, le=86_400)
-    """A scale-down happens only if every recommendation in this window allowed it."""
+    """A scale-down happens only if every recommendation in this window allowed it. The upper bound:
+    the window used is min(this, max(2 x decisionIntervalSeconds, 4 x the time-to-ready of the start
+    path a re-scale-up would take)), since scaling down too early costs one such start."""
     max_scale_up_step: int = Field(4, ge=1, le=1000)
     """Most replicas added by one decision."""
     max_scale_down_step: int = Field(1, ge=1, le=1000)
-    """Most replicas removed by one decision."""
+    """Replicas one decision may always remove; a larger excess drains proportionally (half of it per
+    decision, all of it when a re-scale-up is faster than one decision interval)."""
     decision_interval_seconds: int = Field(5, ge=1, le=600)
     """How often the autoscaler observes and decides."""
     drain_timeout_seconds: int = Field(90, ge=0, le=3600)
@@ -373,8 +376,9 @@ class AutoscalerState(EmberModel):
     """Learned mean time a request spends in flight, seconds (Little's law: in-flight / QPS, while the
     SLO holds); turns targetInFlightPerReplica into a per-replica QPS capacity."""
     slo_probe: list[float] | None = None
-    """A pending test of whether capacity moves latency: [time, replicas added up to, in-flight per
-    ready replica, worst p95 / target, capacity factor], recorded at an SLO-driven scale-up."""
+    """A pending test of whether capacity moves latency: [time, replicas added up to (-1: the last step
+    added too little to tell, waiting for the next), in-flight per ready replica, worst p95 / target,
+    capacity factor], recorded at an SLO-driven scale-up."""
     latency_floor_ratio: float | None = Field(None, ge=0.0)
     """Worst p95 / target that added capacity did not move (see Decision.latencyFloorRatio)."""
     latency_floor_load: float | None = Field(None, ge=0.0)

@@ -44,7 +44,10 @@ path), Δ = decision interval, u = slo.targetUtilization, f = learned capacity f
    - Tolerance: |R - n| <= tolerance * n is ignored (no SLO breach only).
    - Down (R < n): only if the window covers D (the oldest kept pair is at least D - Δ old) and
      every recommendation in it is below n (Knative's scale-down delay: go to the max of the
-     window), not in panic, and by at most maxScaleDownStep. 1 -> 0 also needs no request for
+     window), not in panic. Cost-aware: scaling down too early costs a re-scale-up of T, so
+     ``D = min(scaleDownDelaySeconds, max(2Δ, 4T))`` (eager with sleeping replicas, the spec's
+     delay with cold starts), and the excess E = n - max(window) drains by
+     ``max(maxScaleDownStep, ceil(s E))`` per decision, s = 1 if T <= Δ else 1/2. 1 -> 0 also needs no request for
      scaleToZeroAfterSeconds (default: D), tracked by ``state.lastRequestTime``.
    - Bounds are applied last, so they always hold.
 7. **Learning** (new state only, never the current decision, so more load never gives fewer
@@ -55,11 +58,13 @@ path), Δ = decision interval, u = slo.targetUtilization, f = learned capacity f
 8. **Latency floor** (new state only). Some latency does not respond to capacity: a prompt whose
    prefill alone takes longer than the TTFT target is over it on an idle replica, and a p95 over a
    mix with >= 5% of them stays over it at any count. When the SLO signal scales up (reason
-   SLOBreached), a probe records the in-flight load per ready replica K0 and L0 = L; while it runs
-   the SLO signal adds nothing more (and f does not shrink). Once the probe's replicas are ready and
-   T + S/2 has passed: if the load per replica fell to <= 0.8 K0 and L stayed >= 0.9 L0, the floor
-   F = max(F, min(L0, L)) is learned, measured up to load K = max(K, K0), and f is restored to its
-   value at the probe's start; otherwise nothing is learned. With a floor, the SLO signal is silent
+   SLOBreached, which then adds at least 25%), a probe records the in-flight load per ready replica
+   K0 and L0 = L; while it runs the SLO signal adds nothing more. Once the probe's replicas are
+   ready and T + S/2 has passed: if L fell under 0.9 L0, capacity was missing (nothing learned); if
+   not and the load per replica fell to <= 0.8 K0, the floor F = max(F, min(L0, L)) is learned,
+   measured up to load K = max(K, K0), and f is restored to its value at the probe's start; if the
+   load did not fall that far (a step capped by maxScaleUpStep), the next SLO step continues the
+   same probe. A probe is dropped when the breach goes or T + 300 s pass. With a floor, the SLO signal is silent
    while the load per ready replica is <= 1.1 K (sizing is by demand) and acts on
    L / max(1, 1.1 F) above it; the Decision says ``sloAttainable: false`` with the floor, and the
    handler sets the condition SLOAttainable=False. A p95 under F (still over target) lowers F slowly
@@ -96,6 +101,15 @@ PROBE_GIVE_UP_S = 300.0
 FLOOR_DECAY = 0.01  # weight of a p95 under the floor (still over target) in the floor's estimate  # a probe whose replicas never all became ready is dropped after T + this
 EPS = 1e-9
 TREND_CAP = 1.5
+DELAY_PER_TTR = 4.0  # the scale-down delay used: at most 4 re-scale-up times (at least 2 intervals)
+DRAIN_SHARE = 0.5  # of the excess drained per decision when a re-scale-up takes longer than one
+
+
+def scale_down_delay(spec: InferenceServiceSpec, obs: Observation) -> float:
+    """Step 6's D: the spec's delay, shortened where a re-scale-up is cheap (see the module docstring)."""
+    sc = spec.scaling
+    floor_s = 2.0 * sc.decision_interval_seconds
+    return float(min(sc.scale_down_delay_seconds, max(floor_s, DELAY_PER_TTR * obs.time_to_ready_s)))
 
 
 def _ts(t: float) -> datetime:
@@ -219,7 +233,8 @@ def recommend(
         panic_need = max(panic_need, sig.qps_panic / (u * sig.capacity_qps))
     if sig.breached and sig.slo_excess is not None:
         # while a probe tests whether the last SLO scale-up moved p95, nothing more is added for it
-        grow = 1.0 if probing else min(sig.slo_excess, 2.0)
+        # and a step adds at least 1 / PROBE_LOAD, so that the probe it starts can tell
+        grow = 1.0 if probing else min(max(sig.slo_excess, 1.0 / PROBE_LOAD), 2.0)
         parts["SLOBreached"] = max(n, _ceil(max(r, 1) * grow))
     m = sc.max_queue_per_replica
     if sig.waiting > m * r:
@@ -253,7 +268,7 @@ def _hold(
     sc = spec.scaling
     n = obs.current_replicas
     target = _clamp(n, sc)
-    recs = _window(state.recommendations, obs.now, sc.scale_down_delay_seconds)
+    recs = _window(state.recommendations, obs.now, scale_down_delay(spec, obs))
     new = state.model_copy(
         update={"recommendations": [*recs[-(MAX_SAMPLES - 1) :], [obs.now, float(target)]]}
     )
@@ -293,10 +308,11 @@ def decide(
         return _hold(spec, obs, state)
     sc, tg = spec.scaling, targets(spec.slo)
     sig = signals(spec, obs, state, tg)
-    rec = recommend(spec, obs, sig, tg, probing=state.slo_probe is not None)
+    probing = state.slo_probe is not None and state.slo_probe[1] >= 0
+    rec = recommend(spec, obs, sig, tg, probing=probing)
     n, now = obs.current_replicas, obs.now
     want = _clamp(rec.replicas, sc)
-    recs = _window(state.recommendations, now, sc.scale_down_delay_seconds)
+    recs = _window(state.recommendations, now, scale_down_delay(spec, obs))
     recs = [*recs[-(MAX_SAMPLES - 1) :], [now, float(want)]]
     active = sig.qps > 0 or sig.in_flight_panic > 0 or sig.waiting > 0
     last_req = now if active or state.last_request_time is None else _unix(state.last_request_time)
@@ -354,13 +370,14 @@ def stabilise(
     if want > 0 and (n - want) <= sc.tolerance * n:
         return n, "Hold"
     # the recommendations reach back over the whole delay (see _window), whatever the spacing of decisions
-    covered = sc.scale_down_delay_seconds <= sc.decision_interval_seconds or (
-        recs[0][0] <= now - sc.scale_down_delay_seconds + EPS
-    )
+    delay = scale_down_delay(spec, obs)
+    covered = delay <= sc.decision_interval_seconds or recs[0][0] <= now - delay + EPS
     allowed = int(max(p[1] for p in recs))
     if not covered or allowed >= n:
         return n, "ScaleDownDelayed"
-    target = max(allowed, n - sc.max_scale_down_step)
+    # a burst's excess drains in proportion: half per decision, at once where a re-scale-up is quicker
+    share = 1.0 if obs.time_to_ready_s <= sc.decision_interval_seconds else DRAIN_SHARE
+    target = max(allowed, n - max(sc.max_scale_down_step, _ceil(share * (n - allowed))))
     if target == 0:
         stz = sc.scale_to_zero_after_seconds
         if idle_s + EPS < (sc.scale_down_delay_seconds if stz is None else stz):
@@ -380,9 +397,8 @@ def learn(
         obs_w = sig.in_flight_stable / sig.qps
         w = obs_w if w is None else w + W_EWMA * (obs_w - w)
     steady = obs.ready_replicas == obs.current_replicas > 0
-    # while capacity is tested against the breach (a probe), its outcome, not f, says what was missing
-    testing = state.slo_probe is not None or rec.parts.get("SLOBreached", 0) > obs.current_replicas
-    if sig.breached and steady and not testing and rec.parts.get("DemandRising", 0) <= obs.ready_replicas:
+    # (a floor found by a probe restores f to its value at the probe's start: step 8)
+    if sig.breached and steady and rec.parts.get("DemandRising", 0) <= obs.ready_replicas:
         f = max(FACTOR_MIN, f * FACTOR_SHRINK)
     elif sig.slo_excess is not None and sig.slo_excess < 0.8:
         f = min(1.0, f * FACTOR_GROW)
@@ -393,26 +409,13 @@ def learn_floor(
     spec: InferenceServiceSpec, obs: Observation, sig: Signals, state: AutoscalerState, probe_to: int | None
 ) -> dict[str, object]:
     """Step 8: the latency floor, learned by testing whether an SLO-driven scale-up moved p95."""
-    now, sc, r = obs.now, spec.scaling, obs.ready_replicas
-    fl, probe, ok_since = state.latency_floor_ratio, state.slo_probe, _unix(state.floor_ok_since)
-    fl_load = state.latency_floor_load
-    load = sig.in_flight_stable / max(r, 1)
+    now, sc = obs.now, spec.scaling
+    fl, fl_load, ok_since = state.latency_floor_ratio, state.latency_floor_load, _unix(state.floor_ok_since)
+    probe, found, f0 = _probe(spec, obs, sig, state, probe_to)
     out: dict[str, object] = {}
-    if probe is None and probe_to is not None and sig.slo_ratio is not None:
-        probe = [now, float(probe_to), load, sig.slo_ratio, state.capacity_factor]
-    elif probe is not None:
-        t0, to, load0, ratio0, f0 = probe
-        settled = now >= t0 + obs.time_to_ready_s + sc.stable_window_seconds / 2 and r >= to
-        if sig.slo_ratio is None or sig.slo_ratio <= 1.0 or not sig.breached:
-            probe = None  # the breach went (capacity helped, or the load fell): nothing learned
-        elif settled:
-            if load <= PROBE_LOAD * load0 and sig.slo_ratio >= PROBE_KEEP * ratio0:
-                fl = max(fl or 0.0, min(ratio0, sig.slo_ratio))
-                fl_load = max(fl_load or 0.0, load0)
-                out["capacity_factor"] = round(max(state.capacity_factor, f0), 4)
-            probe = None
-        elif now > t0 + obs.time_to_ready_s + PROBE_GIVE_UP_S:
-            probe = None
+    if found is not None:
+        fl, fl_load = max(fl or 0.0, found[0]), max(fl_load or 0.0, found[1])
+        out["capacity_factor"] = round(max(state.capacity_factor, f0), 4)
     if fl is not None and sig.slo_ratio is not None:
         if sig.slo_ratio <= 1.0:
             ok_since = now if ok_since is None else ok_since
@@ -427,6 +430,31 @@ def learn_floor(
         "floor_ok_since": None if ok_since is None or fl is None else _ts(ok_since),
         "latency_floor_load": None if fl is None or fl_load is None else round(fl_load, 3),
     }  # fmt: skip
+
+
+def _probe(
+    spec: InferenceServiceSpec, obs: Observation, sig: Signals, state: AutoscalerState, probe_to: int | None
+) -> tuple[list[float] | None, tuple[float, float] | None, float]:
+    """The probe after this decision, and (floor, load up to which it holds) when it found one."""
+    now, probe = obs.now, state.slo_probe
+    load = sig.in_flight_stable / max(obs.ready_replicas, 1)
+    if probe_to is not None and sig.slo_ratio is not None and (probe is None or probe[1] < 0):
+        # a new probe, or the next step of one whose last step was too small to tell (same base)
+        base = [load, sig.slo_ratio, state.capacity_factor] if probe is None else probe[2:]
+        return [now, float(probe_to), *base], None, 0.0
+    if probe is None:
+        return None, None, 0.0
+    t0, to, load0, ratio0, f0 = probe
+    if sig.slo_ratio is None or not sig.breached or now > t0 + obs.time_to_ready_s + PROBE_GIVE_UP_S:
+        return None, None, 0.0  # the breach went (capacity helped, or the load fell), or it never settled
+    settled = now >= t0 + obs.time_to_ready_s + spec.scaling.stable_window_seconds / 2
+    if to < 0 or not settled or obs.ready_replicas < to:
+        return probe, None, 0.0
+    if sig.slo_ratio < PROBE_KEEP * ratio0:
+        return None, None, 0.0  # p95 fell with the added capacity: it was missing
+    if load > PROBE_LOAD * load0:
+        return [now, -1.0, load0, ratio0, f0], None, 0.0  # too little added to tell: one more step
+    return None, (min(ratio0, sig.slo_ratio), load0), f0
 
 
 def _inputs(obs: Observation, sig: Signals, rec: Recommendation, tg: Targets) -> dict[str, float | None]:
