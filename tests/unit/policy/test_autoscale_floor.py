@@ -9,8 +9,9 @@ its 0.25 floor, where it stayed.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
-from ember.api.v1alpha1 import AutoscalerState, InferenceServiceSpec, ModelSource, Scaling
+from ember.api.v1alpha1 import AutoscalerState, Decision, InferenceServiceSpec, ModelSource, Scaling
 from ember.policy.autoscale import decide
 from ember.policy.observation import Observation
 from ember_sim.families import generate
@@ -24,19 +25,24 @@ NOW = 1_700_000_000.0
 
 
 def closed_loop(
-    sp: InferenceServiceSpec, in_flight: float, w_s: float, ttft_s: float, ttr_s: float, decisions: int
-) -> tuple[list[int], AutoscalerState]:
-    """Decisions fed back into a fleet whose latency is `ttft_s` whatever its size (the floor)."""
+    sp: InferenceServiceSpec, in_flight: float, w_s: float, ttft_s: float | Callable[[int], float],
+    ttr_s: float, decisions: int, log: list[Decision] | None = None,
+) -> tuple[list[int], AutoscalerState]:  # fmt: skip
+    """Decisions fed back into a fleet whose latency is `ttft_s` (or ttft_s(decision number)) whatever
+    its size: a floor."""
     state, ready_at = AutoscalerState(), [NOW - 1.0] * sp.scaling.min_replicas or [NOW - 1.0]
     counts = []
+    ttft = ttft_s if callable(ttft_s) else (lambda _: ttft_s)
     for i in range(decisions):
         now = NOW + i * sp.scaling.decision_interval_seconds
         obs = Observation(
             now=now, current_replicas=len(ready_at), ready_replicas=sum(t <= now for t in ready_at),
             qps=in_flight / w_s, qps_panic=in_flight / w_s, running=in_flight, waiting=0.0,
-            ttft_p95_s=ttft_s, itl_p95_s=0.01, time_to_ready_s=ttr_s,
+            ttft_p95_s=ttft(i), itl_p95_s=0.01, time_to_ready_s=ttr_s,
         )  # fmt: skip
         d, state = decide(sp, obs, state)
+        if log is not None:
+            log.append(d)
         want = d.desired_replicas
         ready_at = sorted(ready_at)[:want] + [now + ttr_s] * max(0, want - len(ready_at))
         counts.append(want)
@@ -89,3 +95,19 @@ def test_long_prompts_then_silence_no_runaway_and_back_to_min() -> None:
     # breaches over the floor at more load than it was measured at still shrink f a little; it must not
     # sit at its 0.25 bottom as it did before (HEAD: 0.25 within a minute, for the rest of the run)
     assert pol.state.capacity_factor >= 0.5
+
+
+def test_the_floor_is_reported_then_forgotten_when_it_goes_away() -> None:
+    """0.9 s p95 TTFT whatever the count for 10 min (floor 1.8), then 0.2 s: the floor is learned and
+    reported, then dropped once the SLO has held a stable window, and the SLO signal acts again."""
+    sp = InferenceServiceSpec(
+        model=ModelSource(uri="hf://o/m"),
+        scaling=Scaling(min_replicas=1, max_replicas=30, target_in_flight_per_replica=8),
+    )
+    log: list[Decision] = []
+    counts, state = closed_loop(sp, 20.0, 2.0, lambda i: 0.9 if i < 120 else 0.2, 8.0, 200, log)
+    floored = [d for d in log[:120] if d.slo_attainable is False]
+    assert floored and floored[-1].latency_floor_ratio == 1.8
+    assert max(counts) < 30
+    assert log[-1].slo_attainable is True and log[-1].latency_floor_ratio is None
+    assert state.latency_floor_ratio is None and state.slo_probe is None
