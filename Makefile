@@ -105,6 +105,11 @@ bench-reconcile: setup ## reconcile latency with 100 InferenceServices on the lo
 bench-autoscale: venv ## autoscaling benchmark, pure simulation: Ember vs HPA+KEDA, Knative KPA, oracle (docs/benchmarks-autoscale.md)
 	$(RUN) python -m bench.autoscale --out docs
 
+FAMILIES ?= long-prompts bursty diurnal steps
+bench-autoscale-families: venv ## the same on generated trace families (members never tuned on: seed 2, 30 min, 60 s start)
+	for f in $(FAMILIES); do $(RUN) python -m bench.autoscale --family $$f --seed 2 --duration 1800 \
+	  --time-to-ready 60 --no-step --out docs --tag benchmarks-autoscale-$$f-s2 || exit 1; done
+
 bench-warm-buffer: setup ## warm buffer: scale decision to Ready with and without the buffer (docs/benchmarks-warm-buffer.md)
 	$(RUN) python -m bench.warm_buffer --runs 5 --provision-s 6 --out docs/benchmarks-warm-buffer.results.json
 
@@ -112,4 +117,4 @@ bench-warm-buffer: setup ## warm buffer: scale decision to Ready with and withou
 demo: venv cluster-binaries ## the main job: an InferenceService under a replayed trace on the local control plane
 	$(RUN) ember-demo
 
-.PHONY: cluster-status e2e e2e-reduced e2e-cluster e2e-cluster-down e2e-smoke vllm-cpu bench-warm-buffer bench-autoscale bench-reconcile help venv cluster-binaries setup cluster-up cluster-down generate verify lint test-unit test-integration test demo
+.PHONY: cluster-status e2e e2e-reduced e2e-cluster e2e-cluster-down e2e-smoke vllm-cpu bench-warm-buffer bench-autoscale bench-autoscale-families bench-reconcile help venv cluster-binaries setup cluster-up cluster-down generate verify lint test-unit test-integration test demo

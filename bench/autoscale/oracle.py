@@ -99,3 +99,29 @@ def oracle(reqs: Sequence[Request], cfg: RunConfig, end_s: float) -> tuple[RunRe
 def _initial(cfg: RunConfig, plan: list[int]) -> RunConfig:
     first = max(plan[: 1 + int(cfg.time_to_ready_s // WINDOW_S)])
     return RunConfig(**{**cfg.__dict__, "initial_replicas": first})
+
+
+def idle_ttft_s(prompt_tokens: int, cfg: RunConfig) -> float:
+    """TTFT of a prompt alone on an idle replica: its chunked-prefill steps, nothing else in the batch."""
+    p, left, t = cfg.params, prompt_tokens, 0.0
+    while left > 0:
+        chunk = min(left, p.max_num_batched_tokens)
+        t, left = t + p.step_s(0, chunk), left - chunk
+    return t
+
+
+def attainable(reqs: Sequence[Request], cfg: RunConfig, plan: list[int], result: RunResult) -> list[bool]:
+    """Per window: can the SLO be met at all? No when the p95 of its requests' idle TTFT (intrinsic
+    latency, no queueing, no batch) is over the target, or when the oracle needed maxReplicas and the
+    minute still misses at maxReplicas."""
+    starts = [r.arrival_s for r in reqs]
+    out = []
+    for m, w in enumerate(result.windows):
+        lo, hi = bisect.bisect_left(starts, w.t0), bisect.bisect_left(starts, w.t0 + WINDOW_S)
+        idle = sorted(idle_ttft_s(r.prompt_tokens, cfg) for r in reqs[lo:hi])
+        intrinsic = idle[min(len(idle) - 1, math.ceil(0.95 * len(idle)) - 1)] if idle else 0.0
+        ok = intrinsic <= cfg.ttft_target_s
+        if ok and m < len(plan) and plan[m] >= cfg.max_replicas:
+            ok = minute_ok(reqs, starts, m, cfg.max_replicas, cfg)
+        out.append(ok)
+    return out

@@ -2,9 +2,13 @@
 
 **HPA driven by KEDA** (Kubernetes HPA v2 docs, "Algorithm details" and "Configurable scaling
 behavior"; KEDA docs, "Scaling Deployments", Prometheus scaler):
-- KEDA polls the metric every `pollingInterval` = 30 s (the Prometheus query: total in-flight
-  requests, running + waiting) and serves that value to the HPA as an external metric of type
-  AverageValue with the per-replica target;
+- the metric is what KServe and llm-d recommend for vLLM: `vllm:num_requests_running +
+  vllm:num_requests_waiting` summed over pods (``metric="in_flight"``), or `vllm:num_requests_waiting`
+  (``metric="waiting"``), served to the HPA as an external metric of type AverageValue with the
+  per-replica target;
+- KEDA's default (no `useCachedMetrics`) queries Prometheus at every HPA sync, so the HPA sees a
+  fresh value every 15 s (``poll_s=0``); with `useCachedMetrics: true` it serves the value of the last
+  `pollingInterval` = 30 s poll (``poll_s=30``, the "cached" variant);
 - the HPA controller syncs every 15 s (`--horizontal-pod-autoscaler-sync-period`): ratio =
   metric / (target * current); inside the 10% tolerance it keeps the count, else
   desired = ceil(current * metric / (target * current)) = ceil(metric / target);
@@ -21,7 +25,8 @@ KPA algorithm in `pkg/autoscaler/scaling/autoscaler.go`):
   max-scale-down-rate 2 (at most halving);
 - panic starts when desired panic / ready >= panic threshold 200% and ends after a stable window
   without it; in panic the count never decreases;
-- scale-down-delay 0 (default); scale to zero after the stable window and the 30 s grace period
+- scale-down-delay 0 (default), or a delay: the count does not go below the max desired of the
+  last `scale-down-delay` seconds (``scale_down_delay_s``); scale to zero after the stable window and the 30 s grace period
   (only if minReplicas is 0).
 
 **Ember**: `ember.policy.autoscale.decide`, called every `decisionIntervalSeconds` with an
@@ -75,11 +80,12 @@ class EmberPolicy:
 
 @dataclass
 class HpaKeda:
-    target_per_replica: float  # AverageValue target of the in-flight metric
+    target_per_replica: float  # AverageValue target of the metric
     min_replicas: int = 1
     max_replicas: int = 40
     sync_s: float = 15.0
-    poll_s: float = 30.0
+    poll_s: float = 0.0  # 0: a fresh value at every sync (KEDA's default); 30: useCachedMetrics
+    metric_name: str = "in_flight"  # or "waiting"
     tolerance: float = 0.1
     down_window_s: float = 300.0
     name: str = "hpa+keda"
@@ -93,7 +99,9 @@ class HpaKeda:
 
     def step(self, v: FleetView) -> int:
         if v.now - self.polled_at >= self.poll_s - 1e-9:  # KEDA's poll refreshes the cached value
-            self.metric, self.polled_at = float(v.in_flight()), v.now
+            running, waiting = v.running_waiting()
+            value = running + waiting if self.metric_name == "in_flight" else waiting
+            self.metric, self.polled_at = float(value), v.now
         cur = v.current()
         assert self.metric is not None
         if cur == 0:
@@ -128,7 +136,9 @@ class Kpa:
     max_down_rate: float = 2.0
     grace_s: float = 30.0
     tick_s: float = 2.0
+    scale_down_delay_s: float = 0.0
     name: str = "knative-kpa"
+    desired: deque[tuple[float, int]] = field(default_factory=deque)
     samples: deque[tuple[float, float]] = field(default_factory=deque)
     panic_since: float | None = None
     max_panic_pods: int = 0
@@ -171,4 +181,9 @@ class Kpa:
                 want = cur
         else:
             self.zero_since = None
+        if self.scale_down_delay_s > 0:  # Knative's scale-down-delay: the max over the delay window
+            self.desired.append((v.now, want))
+            while self.desired and self.desired[0][0] <= v.now - self.scale_down_delay_s:
+                self.desired.popleft()
+            want = max(d for _, d in self.desired)
         return max(self.min_replicas, min(self.max_replicas, want))

@@ -14,6 +14,8 @@ COLUMNS = [
     ("policy", "policy"),
     ("slo_windows", "SLO windows"),
     ("attainment_pct", "attainment %"),
+    ("attainable_windows", "attainable windows met"),
+    ("attainable_pct", "attainment over attainable %"),
     ("gpu_hours", "GPU-h"),
     ("vs_oracle", "GPU-h / oracle"),
     ("utilisation_pct", "busy %"),

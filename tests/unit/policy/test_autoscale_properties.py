@@ -6,7 +6,7 @@ import dataclasses
 from typing import Any
 
 from ember.api.v1alpha1 import AutoscalerState, InferenceServiceSpec, ModelSource, Scaling
-from ember.policy.autoscale import decide
+from ember.policy.autoscale import decide, scale_down_delay
 from ember.policy.observation import Observation
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -99,7 +99,11 @@ def test_no_scale_down_inside_the_stabilisation_window(
         or sc.scale_down_delay_seconds == 0
     ):
         return  # bounds win; nothing to scale down; a zero delay has no window
-    at = obs.now - frac * sc.scale_down_delay_seconds * 0.99
+    # the delay used is the spec's, shortened where a re-scale-up is cheap (issue 19: cost-aware)
+    delay = scale_down_delay(spec, obs)
+    if delay <= sc.decision_interval_seconds:
+        return  # a delay of one interval or less has no window either
+    at = obs.now - frac * delay * 0.99
     recs = [*(p for p in state.recommendations if p[0] < at), [at, float(obs.current_replicas)]]
     recs.sort()
     d, _ = decide(spec, obs, state.model_copy(update={"recommendations": recs}))

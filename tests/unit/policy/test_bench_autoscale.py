@@ -19,6 +19,7 @@ def test_the_benchmark_runs_on_a_two_minute_slice(tmp_path: Path) -> None:
     assert rc == 0
     res = json.loads((tmp_path / "smoke.results.json").read_text())
     names = [r["policy"] for r in res[0]["rows"]]
-    assert names == ["oracle", "ember", "hpa+keda", "knative-kpa"]
+    assert names == ["oracle", "ember", "hpa+keda", "hpa+keda-cached", "hpa+keda-waiting", "knative-kpa",
+                     "knative-kpa-delay"]  # fmt: skip
     assert (tmp_path / "smoke-ttr8.png").stat().st_size > 1000
     assert "| policy |" in (tmp_path / "smoke.results.md").read_text()

@@ -194,11 +194,14 @@ class Scaling(EmberModel):
     tolerance: float = Field(0.1, ge=0.0, le=1.0)
     """Relative change of the desired count ignored, to avoid flapping."""
     scale_down_delay_seconds: int = Field(120, ge=0, le=86_400)
-    """A scale-down happens only if every recommendation in this window allowed it."""
+    """A scale-down happens only if every recommendation in this window allowed it. The upper bound:
+    the window used is min(this, max(2 x decisionIntervalSeconds, 4 x the time-to-ready of the start
+    path a re-scale-up would take)), since scaling down too early costs one such start."""
     max_scale_up_step: int = Field(4, ge=1, le=1000)
     """Most replicas added by one decision."""
     max_scale_down_step: int = Field(1, ge=1, le=1000)
-    """Most replicas removed by one decision."""
+    """Replicas one decision may always remove; a larger excess drains proportionally (half of it per
+    decision, all of it when a re-scale-up is faster than one decision interval)."""
     decision_interval_seconds: int = Field(5, ge=1, le=600)
     """How often the autoscaler observes and decides."""
     drain_timeout_seconds: int = Field(90, ge=0, le=3600)
@@ -394,6 +397,12 @@ class Decision(EmberModel):
     """Start path chosen for new replicas (restore, cold, cold+node)."""
     inputs: dict[str, float | None] = Field(default_factory=dict)
     """Observed values the decision used (qps, ttftP95Ms, itlP95Ms, queue, running, kvCache...)."""
+    slo_attainable: bool | None = None
+    """False while the policy has measured a latency floor: added capacity did not move p95 latency,
+    so the SLO cannot be met by scaling (e.g. prompts whose prefill alone exceeds the TTFT target);
+    None while no latency is observed."""
+    latency_floor_ratio: float | None = None
+    """That floor: the worst p95 / target measured after capacity was added, when it did not help."""
 
 
 class AutoscalerState(EmberModel):
@@ -418,6 +427,16 @@ class AutoscalerState(EmberModel):
     service_time_s: float | None = Field(None, ge=0.0)
     """Learned mean time a request spends in flight, seconds (Little's law: in-flight / QPS, while the
     SLO holds); turns targetInFlightPerReplica into a per-replica QPS capacity."""
+    slo_probe: list[float] | None = None
+    """A pending test of whether capacity moves latency: [time, replicas added up to (-1: the last step
+    added too little to tell, waiting for the next), in-flight per ready replica, worst p95 / target,
+    capacity factor], recorded at an SLO-driven scale-up."""
+    latency_floor_ratio: float | None = Field(None, ge=0.0)
+    """Worst p95 / target that added capacity did not move (see Decision.latencyFloorRatio)."""
+    latency_floor_load: float | None = Field(None, ge=0.0)
+    """In-flight requests per ready replica up to which that floor was measured."""
+    floor_ok_since: datetime | None = None
+    """Since when the SLO has held while a floor is known (the floor is forgotten after a stable window)."""
 
 
 class Observed(EmberModel):

@@ -53,6 +53,14 @@ def _export_metrics_available(ctx: OperatorContext, ns: str, name: str, ok: bool
     ctx.metrics.metrics_available.labels(ns, name, reason).set(1.0 if ok else 0.0)
 
 
+def _floor_message(d: Decision) -> str:
+    if d.slo_attainable or d.latency_floor_ratio is None:
+        return ""
+    ttft, target = d.inputs.get("ttftP95Ms"), d.inputs.get("ttftTargetMs")
+    return (f"p95 latency stays {d.latency_floor_ratio:.2f}x the target with added capacity (TTFT p95 "
+            f"{ttft} ms, target {target} ms): scaling by demand only")  # fmt: skip
+
+
 async def autoscale_step(
     ctx: OperatorContext, body: Mapping[str, Any], pods: Iterable[Mapping[str, Any]], emit: Emit = kopf_emit
 ) -> InferenceServiceStatus | None:
@@ -90,6 +98,10 @@ async def autoscale_step(
     ok, reason, message = metrics_condition(obs, wanted)
     conds = set_condition(prev.conditions, "MetricsAvailable", ok, reason, message, stamp, gen)
     _export_metrics_available(ctx, ns, name, ok, reason)
+    if decision.slo_attainable is not None:  # the latency floor the policy measured (issue 19)
+        conds = set_condition(conds, "SLOAttainable", decision.slo_attainable,
+                              "Attainable" if decision.slo_attainable else "LatencyFloor",
+                              _floor_message(decision), stamp, gen)  # fmt: skip
     changed = prev.last_decision is None or (
         prev.last_decision.desired_replicas,
         prev.last_decision.reason,
@@ -115,6 +127,9 @@ async def autoscale_step(
     )
     await apply_owned(ctx, ns, name, AUTOSCALER, prev, after)
     ctx.metrics.decisions.labels(ns, name, decision.reason, mode).inc()
+    was = next((c.status for c in prev.conditions if c.type == "SLOAttainable"), None)
+    if decision.slo_attainable is False and was != "False":
+        emit(body, "Warning", "SLOUnattainable", _floor_message(decision)[:1000])
     if changed:
         record: Decision = decision
         log.info("decision " + json.dumps({"object": f"{ns}/{name}", **record.to_k8s()}, default=str))

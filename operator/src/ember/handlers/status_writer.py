@@ -32,7 +32,9 @@ REPLICAS = Owner(
     ("observed_generation", "replicas", "ready_replicas", "desired_replicas", "selector", "endpoint"),
     ("Ready", "Progressing", "Degraded"),
 )
-AUTOSCALER = Owner("ember-autoscaler", ("last_decision", "autoscaler", "observed"), ("MetricsAvailable",))
+AUTOSCALER = Owner(
+    "ember-autoscaler", ("last_decision", "autoscaler", "observed"), ("MetricsAvailable", "SLOAttainable")
+)
 CHECKPOINT = Owner("ember-checkpoint", ("checkpoint",), ("CheckpointReady",))
 LOOP = Owner("ember-loop", (), ("Synced",))  # handlers/steps.py: did every step of the last pass run
 WARM_BUFFER = Owner("ember-warm-buffer", ("warm_buffer",), ("WarmBufferReady", "WarmBufferMisconfigured"))

@@ -28,7 +28,8 @@ path), Δ = decision interval, u = slo.targetUtilization, f = learned capacity f
    ``c_k = targetInFlightPerReplica * f``. Plans use u of each (headroom for bursts).
 5. **Recommendations**, each a replica count:
    - demand: ``ceil(q_f / (u c_q))`` and ``ceil(k_S / (u c_k))``;
-   - SLO: with ``L = max(ttft_p95 / ttft_target, itl_p95 / itl_target)``, if L > 1 then
+   - SLO: with ``L = max(ttft_p95 / ttft_target, itl_p95 / itl_target)`` (relative to a learned
+     floor, step 8), if L > 1 then
      ``max(n, ceil(max(r, 1) * min(L, 2)))``: capacity grows in proportion to the breach (capped at
      doubling per decision), on top of the ready replicas (starting ones are already on the way), and
      a breach never lets the count fall;
@@ -43,13 +44,31 @@ path), Δ = decision interval, u = slo.targetUtilization, f = learned capacity f
    - Tolerance: |R - n| <= tolerance * n is ignored (no SLO breach only).
    - Down (R < n): only if the window covers D (the oldest kept pair is at least D - Δ old) and
      every recommendation in it is below n (Knative's scale-down delay: go to the max of the
-     window), not in panic, and by at most maxScaleDownStep. 1 -> 0 also needs no request for
+     window), not in panic. Cost-aware: scaling down too early costs a re-scale-up of T, so
+     ``D = min(scaleDownDelaySeconds, max(2Δ, 4T))`` (eager with sleeping replicas, the spec's
+     delay with cold starts), and the excess E = n - max(window) drains by
+     ``max(maxScaleDownStep, ceil(s E))`` per decision, s = 1 if T <= Δ else 1/2. 1 -> 0 also needs no request for
      scaleToZeroAfterSeconds (default: D), tracked by ``state.lastRequestTime``.
    - Bounds are applied last, so they always hold.
 7. **Learning** (new state only, never the current decision, so more load never gives fewer
    replicas): W as above; f shrinks by 10% (down to 0.25) when the SLO is breached with all
    replicas ready while the demand recommendation said they were enough; f recovers by 1% per
    decision (up to 1) while L < 0.8.
+
+8. **Latency floor** (new state only). Some latency does not respond to capacity: a prompt whose
+   prefill alone takes longer than the TTFT target is over it on an idle replica, and a p95 over a
+   mix with >= 5% of them stays over it at any count. When the SLO signal scales up (reason
+   SLOBreached, which then adds at least 25%), a probe records the in-flight load per ready replica
+   K0 and L0 = L; while it runs the SLO signal adds nothing more. Once the probe's replicas are
+   ready and T + S/2 has passed: if L fell under 0.9 L0, capacity was missing (nothing learned); if
+   not and the load per replica fell to <= 0.8 K0, the floor F = max(F, min(L0, L)) is learned,
+   measured up to load K = max(K, K0), and f is restored to its value at the probe's start; if the
+   load did not fall that far (a step capped by maxScaleUpStep), the next SLO step continues the
+   same probe. A probe is dropped when the breach goes or T + 300 s pass. With a floor, the SLO signal is silent
+   while the load per ready replica is <= 1.1 K (sizing is by demand) and acts on
+   L / max(1, 1.1 F) above it; the Decision says ``sloAttainable: false`` with the floor, and the
+   handler sets the condition SLOAttainable=False. A p95 under F (still over target) lowers F slowly
+   (weight 0.01); the floor is forgotten once the SLO has held for a whole stable window.
 
 Reasons: SLOBreached, Panic, QueueBuilding, DemandRising, ScaleFromZero, DemandFalling,
 ScaleDownDelayed, Idle, ScaledToZero, Hold, AtMax, AtMin, MetricsUnavailable.
@@ -72,8 +91,25 @@ REASONS = (
 MAX_SAMPLES = 240  # bounds the persisted state whatever the windows and interval are
 W_EWMA = 0.2  # weight of a new service-time observation
 FACTOR_MIN, FACTOR_SHRINK, FACTOR_GROW = 0.25, 0.9, 1.01
+# a floor: after capacity was added, the in-flight load per ready replica fell to at most PROBE_LOAD of
+# what it was and the worst p95 / target stayed above PROBE_KEEP of its value
+PROBE_LOAD, PROBE_KEEP = 0.8, 0.9
+# with a floor F measured up to a load K per replica: under K x this the SLO signal is silent, over it
+# the signal acts only on the part of p95 / target above F x this
+FLOOR_MARGIN = 1.1
+PROBE_GIVE_UP_S = 300.0
+FLOOR_DECAY = 0.01  # weight of a p95 under the floor (still over target) in the floor's estimate  # a probe whose replicas never all became ready is dropped after T + this
 EPS = 1e-9
 TREND_CAP = 1.5
+DELAY_PER_TTR = 4.0  # the scale-down delay used: at most 4 re-scale-up times (at least 2 intervals)
+DRAIN_SHARE = 0.5  # of the excess drained per decision when a re-scale-up takes longer than one
+
+
+def scale_down_delay(spec: InferenceServiceSpec, obs: Observation) -> float:
+    """Step 6's D: the spec's delay, shortened where a re-scale-up is cheap (see the module docstring)."""
+    sc = spec.scaling
+    floor_s = 2.0 * sc.decision_interval_seconds
+    return float(min(sc.scale_down_delay_seconds, max(floor_s, DELAY_PER_TTR * obs.time_to_ready_s)))
 
 
 def _ts(t: float) -> datetime:
@@ -122,6 +158,12 @@ class Signals:
     capacity_in_flight: float  # per replica, before u
     slo_ratio: float | None  # L: worst of p95 / target
     samples: list[list[float]]
+    slo_excess: float | None = None  # L over the learned floor (L itself while no floor is known)
+
+    @property
+    def breached(self) -> bool:
+        """The SLO signal asks for capacity: over target and over the floor capacity did not move."""
+        return self.slo_excess is not None and self.slo_excess > 1.0
 
 
 @dataclass(frozen=True)
@@ -162,15 +204,25 @@ def signals(spec: InferenceServiceSpec, obs: Observation, state: AutoscalerState
     ratios = [
         v / t for v, t in ((obs.ttft_p95_s, tg.ttft_p95_s), (obs.itl_p95_s, tg.itl_p95_s)) if v is not None
     ]
+    ratio = max(ratios) if ratios else None
+    excess = ratio
+    fl, fl_load = state.latency_floor_ratio, state.latency_floor_load
+    if ratio is not None and fl is not None:
+        if k_s / max(obs.ready_replicas, 1) <= (fl_load or 0.0) * FLOOR_MARGIN:
+            excess = min(ratio, 1.0)  # at this load per replica, capacity was shown not to move p95
+        else:
+            excess = ratio / max(1.0, fl * FLOOR_MARGIN)  # more load than measured: act over the floor
     return Signals(
         qps=obs.qps, qps_panic=q_p, in_flight_stable=k_s, in_flight_panic=sum(panic) / len(panic),
         waiting=obs.waiting, level_qps=max(0.0, level), trend_qps_per_s=slope, forecast_qps=forecast,
         capacity_qps=cap_q, capacity_in_flight=sc.target_in_flight_per_replica * f,
-        slo_ratio=max(ratios) if ratios else None, samples=samples,
+        slo_ratio=ratio, samples=samples, slo_excess=excess,
     )  # fmt: skip
 
 
-def recommend(spec: InferenceServiceSpec, obs: Observation, sig: Signals, tg: Targets) -> Recommendation:
+def recommend(
+    spec: InferenceServiceSpec, obs: Observation, sig: Signals, tg: Targets, probing: bool = False
+) -> Recommendation:
     """Step 5 of the module docstring: the replica count each signal asks for, and their max."""
     sc, u = spec.scaling, tg.utilization
     n, r = obs.current_replicas, obs.ready_replicas
@@ -179,8 +231,11 @@ def recommend(spec: InferenceServiceSpec, obs: Observation, sig: Signals, tg: Ta
     if sig.capacity_qps is not None:
         parts["DemandRising"] = max(parts["DemandRising"], _ceil(sig.forecast_qps / (u * sig.capacity_qps)))
         panic_need = max(panic_need, sig.qps_panic / (u * sig.capacity_qps))
-    if sig.slo_ratio is not None and sig.slo_ratio > 1.0:
-        parts["SLOBreached"] = max(n, _ceil(max(r, 1) * min(sig.slo_ratio, 2.0)))
+    if sig.breached and sig.slo_excess is not None:
+        # while a probe tests whether the last SLO scale-up moved p95, nothing more is added for it
+        # and a step adds at least 1 / PROBE_LOAD, so that the probe it starts can tell
+        grow = 1.0 if probing else min(max(sig.slo_excess, 1.0 / PROBE_LOAD), 2.0)
+        parts["SLOBreached"] = max(n, _ceil(max(r, 1) * grow))
     m = sc.max_queue_per_replica
     if sig.waiting > m * r:
         parts["QueueBuilding"] = r + _ceil((sig.waiting - m * r) / max(m, 1))
@@ -213,7 +268,7 @@ def _hold(
     sc = spec.scaling
     n = obs.current_replicas
     target = _clamp(n, sc)
-    recs = _window(state.recommendations, obs.now, sc.scale_down_delay_seconds)
+    recs = _window(state.recommendations, obs.now, scale_down_delay(spec, obs))
     new = state.model_copy(
         update={"recommendations": [*recs[-(MAX_SAMPLES - 1) :], [obs.now, float(target)]]}
     )
@@ -253,10 +308,11 @@ def decide(
         return _hold(spec, obs, state)
     sc, tg = spec.scaling, targets(spec.slo)
     sig = signals(spec, obs, state, tg)
-    rec = recommend(spec, obs, sig, tg)
+    probing = state.slo_probe is not None and state.slo_probe[1] >= 0
+    rec = recommend(spec, obs, sig, tg, probing=probing)
     n, now = obs.current_replicas, obs.now
     want = _clamp(rec.replicas, sc)
-    recs = _window(state.recommendations, now, sc.scale_down_delay_seconds)
+    recs = _window(state.recommendations, now, scale_down_delay(spec, obs))
     recs = [*recs[-(MAX_SAMPLES - 1) :], [now, float(want)]]
     active = sig.qps > 0 or sig.in_flight_panic > 0 or sig.waiting > 0
     last_req = now if active or state.last_request_time is None else _unix(state.last_request_time)
@@ -269,12 +325,15 @@ def decide(
             "samples": sig.samples, "recommendations": recs, "last_request_time": _ts(last_req),
             "panic_until": None if panic_until is None or panic_until <= now else _ts(panic_until),
             **learn(spec, obs, sig, rec, state),
+            **learn_floor(spec, obs, sig, state, target if reason == "SLOBreached" and target > n else None),
         }
     )  # fmt: skip
+    fl = new.latency_floor_ratio
     dec = Decision(
         time=_ts(now), desired_replicas=target, current_replicas=n, reason=reason,
-        message=_message(n, target, reason, sig, obs, tg), start_path=obs.start_path,
-        inputs=_inputs(obs, sig, rec, tg),
+        message=_message(n, target, reason, sig, obs, tg, fl), start_path=obs.start_path,
+        inputs=_inputs(obs, sig, rec, tg), latency_floor_ratio=fl,
+        slo_attainable=False if fl is not None else (None if sig.slo_ratio is None else True),
     )  # fmt: skip
     return dec, _scaled(new, now, n, target)
 
@@ -285,7 +344,7 @@ def stabilise(
 ) -> tuple[int, str]:  # fmt: skip
     """Step 6: from the bounded recommendation `want` to the count decided now, and why."""
     sc, n, now = spec.scaling, obs.current_replicas, obs.now
-    breached = sig.slo_ratio is not None and sig.slo_ratio > 1.0
+    breached = sig.breached
     if n < sc.min_replicas:
         return max(sc.min_replicas, min(want, n + sc.max_scale_up_step)), "AtMin"
     if n > sc.max_replicas:
@@ -311,13 +370,14 @@ def stabilise(
     if want > 0 and (n - want) <= sc.tolerance * n:
         return n, "Hold"
     # the recommendations reach back over the whole delay (see _window), whatever the spacing of decisions
-    covered = sc.scale_down_delay_seconds <= sc.decision_interval_seconds or (
-        recs[0][0] <= now - sc.scale_down_delay_seconds + EPS
-    )
+    delay = scale_down_delay(spec, obs)
+    covered = delay <= sc.decision_interval_seconds or recs[0][0] <= now - delay + EPS
     allowed = int(max(p[1] for p in recs))
     if not covered or allowed >= n:
         return n, "ScaleDownDelayed"
-    target = max(allowed, n - sc.max_scale_down_step)
+    # a burst's excess drains in proportion: half per decision, at once where a re-scale-up is quicker
+    share = 1.0 if obs.time_to_ready_s <= sc.decision_interval_seconds else DRAIN_SHARE
+    target = max(allowed, n - max(sc.max_scale_down_step, _ceil(share * (n - allowed))))
     if target == 0:
         stz = sc.scale_to_zero_after_seconds
         if idle_s + EPS < (sc.scale_down_delay_seconds if stz is None else stz):
@@ -331,17 +391,70 @@ def learn(
 ) -> dict[str, float | None]:
     """Step 7: the service time W and the capacity factor f, for the next decisions only."""
     w, f = state.service_time_s, state.capacity_factor
-    ok = sig.slo_ratio is None or sig.slo_ratio <= 1.0
+    ok = not sig.breached  # within target, or within a floor that capacity does not move
     covered = sig.samples[-1][0] - sig.samples[0][0] >= spec.scaling.stable_window_seconds / 2
     if ok and covered and sig.qps > 0.05 and sig.in_flight_stable > 0:
         obs_w = sig.in_flight_stable / sig.qps
         w = obs_w if w is None else w + W_EWMA * (obs_w - w)
     steady = obs.ready_replicas == obs.current_replicas > 0
-    if not ok and steady and rec.parts.get("DemandRising", 0) <= obs.ready_replicas:
+    # (a floor found by a probe restores f to its value at the probe's start: step 8)
+    if sig.breached and steady and rec.parts.get("DemandRising", 0) <= obs.ready_replicas:
         f = max(FACTOR_MIN, f * FACTOR_SHRINK)
-    elif sig.slo_ratio is not None and sig.slo_ratio < 0.8:
+    elif sig.slo_excess is not None and sig.slo_excess < 0.8:
         f = min(1.0, f * FACTOR_GROW)
     return {"service_time_s": None if w is None else round(w, 4), "capacity_factor": round(f, 4)}
+
+
+def learn_floor(
+    spec: InferenceServiceSpec, obs: Observation, sig: Signals, state: AutoscalerState, probe_to: int | None
+) -> dict[str, object]:
+    """Step 8: the latency floor, learned by testing whether an SLO-driven scale-up moved p95."""
+    now, sc = obs.now, spec.scaling
+    fl, fl_load, ok_since = state.latency_floor_ratio, state.latency_floor_load, _unix(state.floor_ok_since)
+    probe, found, f0 = _probe(spec, obs, sig, state, probe_to)
+    out: dict[str, object] = {}
+    if found is not None:
+        fl, fl_load = max(fl or 0.0, found[0]), max(fl_load or 0.0, found[1])
+        out["capacity_factor"] = round(max(state.capacity_factor, f0), 4)
+    if fl is not None and sig.slo_ratio is not None:
+        if sig.slo_ratio <= 1.0:
+            ok_since = now if ok_since is None else ok_since
+            if now - ok_since >= sc.stable_window_seconds:
+                fl, ok_since = None, None  # the floor went away: the SLO held for a whole stable window
+        else:
+            ok_since = None
+            if sig.slo_ratio < fl:
+                fl = fl + FLOOR_DECAY * (sig.slo_ratio - fl)  # a lower floor is believed slowly
+    return {
+        **out, "slo_probe": probe, "latency_floor_ratio": None if fl is None else round(fl, 4),
+        "floor_ok_since": None if ok_since is None or fl is None else _ts(ok_since),
+        "latency_floor_load": None if fl is None or fl_load is None else round(fl_load, 3),
+    }  # fmt: skip
+
+
+def _probe(
+    spec: InferenceServiceSpec, obs: Observation, sig: Signals, state: AutoscalerState, probe_to: int | None
+) -> tuple[list[float] | None, tuple[float, float] | None, float]:
+    """The probe after this decision, and (floor, load up to which it holds) when it found one."""
+    now, probe = obs.now, state.slo_probe
+    load = sig.in_flight_stable / max(obs.ready_replicas, 1)
+    if probe_to is not None and sig.slo_ratio is not None and (probe is None or probe[1] < 0):
+        # a new probe, or the next step of one whose last step was too small to tell (same base)
+        base = [load, sig.slo_ratio, state.capacity_factor] if probe is None else probe[2:]
+        return [now, float(probe_to), *base], None, 0.0
+    if probe is None:
+        return None, None, 0.0
+    t0, to, load0, ratio0, f0 = probe
+    if sig.slo_ratio is None or not sig.breached or now > t0 + obs.time_to_ready_s + PROBE_GIVE_UP_S:
+        return None, None, 0.0  # the breach went (capacity helped, or the load fell), or it never settled
+    settled = now >= t0 + obs.time_to_ready_s + spec.scaling.stable_window_seconds / 2
+    if to < 0 or not settled or obs.ready_replicas < to:
+        return probe, None, 0.0
+    if sig.slo_ratio < PROBE_KEEP * ratio0:
+        return None, None, 0.0  # p95 fell with the added capacity: it was missing
+    if load > PROBE_LOAD * load0:
+        return [now, -1.0, load0, ratio0, f0], None, 0.0  # too little added to tell: one more step
+    return None, (min(ratio0, sig.slo_ratio), load0), f0
 
 
 def _inputs(obs: Observation, sig: Signals, rec: Recommendation, tg: Targets) -> dict[str, float | None]:
@@ -354,13 +467,16 @@ def _inputs(obs: Observation, sig: Signals, rec: Recommendation, tg: Targets) ->
         "capacityPerReplica": None if sig.capacity_qps is None else round(sig.capacity_qps * u, 4),
         "capacityInFlightPerReplica": round(sig.capacity_in_flight * u, 3),
         "sloRatio": None if sig.slo_ratio is None else round(sig.slo_ratio, 4),
+        "sloExcess": None if sig.slo_excess is None else round(sig.slo_excess, 4),
         "ttftTargetMs": tg.ttft_p95_s * 1000.0, "itlTargetMs": tg.itl_p95_s * 1000.0,
         "recommended": float(rec.replicas), **{f"desired{k}": float(v) for k, v in rec.parts.items()},
     })  # fmt: skip
     return out
 
 
-def _message(n: int, target: int, reason: str, sig: Signals, obs: Observation, tg: Targets) -> str:
+def _message(
+    n: int, target: int, reason: str, sig: Signals, obs: Observation, tg: Targets, floor: float | None = None
+) -> str:
     head = f"{n} -> {target}" if target != n else f"hold {n}"
     cap = "learning" if sig.capacity_qps is None else f"{sig.capacity_qps * tg.utilization:.2f} req/s"
     demand = (
@@ -369,4 +485,6 @@ def _message(n: int, target: int, reason: str, sig: Signals, obs: Observation, t
         f"{sig.waiting:.0f} waiting"
     )
     slo = "" if sig.slo_ratio is None else f", worst p95/target {sig.slo_ratio:.2f}"
+    if floor is not None:
+        slo += f" (floor {floor:.2f}: added capacity did not lower it, sized by demand)"
     return f"{head} ({reason}): {demand}{slo}"
