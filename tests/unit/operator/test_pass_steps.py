@@ -24,6 +24,9 @@ class FakeAPI:
         self.created.append(m["metadata"]["name"])
         return True
 
+    def create_secret(self, m: dict[str, Any]) -> bool:
+        return True  # the supervisor token's Secret
+
     def ensure_service(self, m: dict[str, Any]) -> bool:
         return True
 
