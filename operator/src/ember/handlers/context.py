@@ -29,6 +29,8 @@ class OperatorContext:
     checkpoint_attempts: dict[Key, tuple[float, int]] = field(default_factory=dict)  # (last try, failures)
     checkpoint_tasks: dict[Key, asyncio.Task[None]] = field(default_factory=dict)
     buffer_store: Any = None  # the warm-buffer loop's per-object memory (handlers/buffer.py)
+    routes: dict[Key, tuple[dict[str, Any], float]] = field(default_factory=dict)  # slice applied, when
+    activator_cache: tuple[float, list[Any]] | None = None  # (read at, activator endpoints)
 
     def wake_event(self, key: Key) -> asyncio.Event:
         return self._wake.setdefault(key, asyncio.Event())
@@ -47,6 +49,7 @@ class OperatorContext:
         self.last_decision.pop(key, None)
         self.observations.pop(key, None)
         self.checkpoint_attempts.pop(key, None)
+        self.routes.pop(key, None)
         task = self.checkpoint_tasks.pop(key, None)
         if task is not None:
             task.cancel()

@@ -21,6 +21,7 @@ from ember.handlers.buffer import reconcile_buffer
 from ember.handlers.checkpoint import start_checkpoint
 from ember.handlers.context import OperatorContext
 from ember.handlers.replicas import reconcile
+from ember.handlers.routing import route
 from ember.kube.client import credentials
 
 log = logging.getLogger("ember.handlers")
@@ -113,6 +114,7 @@ def register(reg: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
                             replicas = list(ember_pods.get(key, []))
                             fresh = await autoscale_step(ctx, body, replicas)
                             await reconcile(ctx, body, replicas, fresh=fresh)
+                            await route(ctx, body, replicas)
                             await reconcile_buffer(ctx, body, list(ember_placeholders.get(key, [])))
                             start_checkpoint(ctx, body, replicas)
                         ctx.metrics.reconciles.labels("ok").inc()
