@@ -98,13 +98,20 @@ def watches(
 
     def bridge(kind: str) -> tuple[Callable[[list[Obj]], None], Callable[[str, Obj], None]]:
         handler = on_isvc if kind == "isvc" else on_slice
-        return (
-            lambda items: loop.call_soon_threadsafe(on_reset, kind, items),
-            lambda t, o: loop.call_soon_threadsafe(handler, t, o),
-        )
+
+        def reset(items: list[Obj]) -> None:
+            loop.call_soon_threadsafe(on_reset, kind, items)
+
+        def event(t: str, o: Obj) -> None:
+            loop.call_soon_threadsafe(handler, t, o)
+
+        return reset, event
 
     out = []
-    for ns in namespaces or [None]:
+    scopes: list[str | None] = list(namespaces) or [None]
+    for ns in scopes:
+        isvc_fn: Callable[..., Any]
+        sl_fn: Callable[..., Any]
         if ns is None:
             isvc_fn, isvc_kw = (
                 custom.list_cluster_custom_object,

@@ -30,15 +30,11 @@ class Activator:
         self.metrics = Metrics.create()
         self.catalog = Catalog()
         self.demand = kube.DemandPusher(api, settings.identity, settings.demand_refresh_seconds)
-        self.hold = Hold(settings.max_held_per_service, settings.herd_limit, self._held_changed)
-        self.proxy = Proxy(settings, self.catalog, self.hold, self.metrics)
+        self.hold = Hold(settings.max_held_per_service, settings.herd_limit)
+        self.proxy = Proxy(settings, self.catalog, self.hold, self.metrics, push=self.demand.update)
         self.stop = threading.Event()
         self.watches: list[kube.Watch] = []
         self._map_mtime: float | None = None
-
-    def _held_changed(self, key: Key, held: int) -> None:
-        self.metrics.held.labels(*key).set(held)
-        self.demand.update(key, held)
 
     # ---- watch events (on the loop) -----------------------------------------------------------
 

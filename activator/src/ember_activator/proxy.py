@@ -66,10 +66,22 @@ class Refusal(Exception):
 
 class Proxy:
     def __init__(self, settings: Settings, catalog: Catalog, hold: Hold, metrics: Metrics,
+                 push: Callable[[Key, int], None] = lambda k, n: None,
                  clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
         self.s, self.catalog, self.hold, self.metrics, self.clock = settings, catalog, hold, metrics, clock
+        self.push = push
         self.activation_started: dict[Key, float] = {}
         self.session: aiohttp.ClientSession | None = None
+        hold.on_change = self.held_changed
+
+    def held_changed(self, key: Key, held: int) -> None:
+        """The hold queue's count moved: gauge, demand push (at once), and the activation line."""
+        self.metrics.held.labels(*key).set(held)
+        if held == 1 and key not in self.activation_started and not self.catalog.replicas(key):
+            self._activation(key)
+        if held == 0:
+            self.activation_started.pop(key, None)
+        self.push(key, held)
 
     # ---- wiring -------------------------------------------------------------------------------
 
@@ -121,15 +133,13 @@ class Proxy:
                     "replica unreachable",
                     extra={"object": f"{key[0]}/{key[1]}", "pod": replica.pod, "error": str(e)},
                 )
-        r = Refusal(502, "ReplicaUnreachable", "no replica could be connected to")
-        return await self._refuse_late(key, r, early) if early else self._refuse(key, r)
+        gone = Refusal(502, "ReplicaUnreachable", "no replica could be connected to")
+        return await self._refuse_late(key, gone, early) if early else self._refuse(key, gone)
 
     async def _acquire(
         self, request: web.Request, key: Key, keepalive: bool, early: web.StreamResponse | None
     ) -> tuple[Replica, web.StreamResponse | None]:
         """A replica for this request, holding it as long as it takes (see the module docstring)."""
-        if self.hold.held(key) == 0 and not self.catalog.replicas(key):
-            self._activation(key)
         task = asyncio.ensure_future(self.hold.acquire(key, self.s.hold_timeout_seconds))
         try:
             if keepalive:
@@ -224,7 +234,7 @@ class Proxy:
         """Whole seconds until a replica is expected to serve (at least 1)."""
         info = self.catalog.services.get(key)
         ttr = (info.time_to_ready_s if info else None) or self.s.default_time_to_ready_seconds
-        started = self.activation_started.get(key, self.clock()) if self.hold.held(key) else self.clock()
+        started = self.activation_started.get(key, self.clock())
         return max(1, math.ceil(ttr - (self.clock() - started)))
 
     def _refuse(self, key: Key | None, r: Refusal) -> web.Response:
