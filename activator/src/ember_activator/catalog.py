@@ -78,6 +78,7 @@ class Catalog:
     services: dict[Key, ServiceInfo] = field(default_factory=dict)
     routes: dict[Key, tuple[str, dict[str, str]]] = field(default_factory=dict)
     overrides: dict[Key, str] = field(default_factory=dict)
+    overrides_only: bool = False  # an address map is configured: a pod not in it is not reachable yet
 
     def resolve(self, host: str | None, header: str | None) -> Key | None:
         if header:
@@ -99,4 +100,6 @@ class Catalog:
         if route != "replicas":
             return {}
         ns = key[0]
+        if self.overrides_only:
+            return {pod: self.overrides[(ns, pod)] for pod in eps if (ns, pod) in self.overrides}
         return {pod: self.overrides.get((ns, pod), addr) for pod, addr in eps.items()}

@@ -28,7 +28,7 @@ class Activator:
     def __init__(self, settings: Settings, api: Any) -> None:
         self.s, self.api = settings, api
         self.metrics = Metrics.create()
-        self.catalog = Catalog()
+        self.catalog = Catalog(overrides_only=bool(settings.address_map_file))
         self.demand = kube.DemandPusher(api, settings.identity, settings.demand_refresh_seconds)
         self.hold = Hold(settings.max_held_per_service, settings.herd_limit)
         self.proxy = Proxy(settings, self.catalog, self.hold, self.metrics, push=self.demand.update)
