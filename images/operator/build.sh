@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Build the operator image locally (no registry): prints its tag, ember/operator:<content key>.
+# The same image runs the activator (command `ember-activator`; charts/ember/templates/activator.yaml).
 # The key covers uv.lock, the operator's sources and this folder, so an unchanged tree re-uses the
 # image. The wheelhouse comes from the host's pip (which reaches PyPI), pinned by uv.lock.
 set -euo pipefail
@@ -7,15 +8,16 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 uv=${UV:-$HOME/.local/bin/uv}
 cd "$root"
 bash images/docker-up.sh
-key=$( { cat uv.lock images/operator/Dockerfile images/operator/build.sh operator/pyproject.toml; \
-         find operator/src -name '*.py' -print0 | sort -z | xargs -0 cat; } | sha256sum | cut -c1-12)
+key=$( { cat uv.lock images/operator/Dockerfile images/operator/build.sh operator/pyproject.toml activator/pyproject.toml; \
+         find operator/src activator/src -name '*.py' -print0 | sort -z | xargs -0 cat; } | sha256sum | cut -c1-12)
 tag=ember/operator:$key
 if docker image inspect "$tag" >/dev/null 2>&1; then echo "$tag"; exit 0; fi
 base=$(bash images/rootfs.sh bookworm ember/python-base:bookworm python3 python3-venv ca-certificates)
 ctx=$(mktemp -d)
 trap 'rm -rf "$ctx"' EXIT
-"$uv" export --frozen --package ember --no-dev --no-hashes --no-emit-workspace -q -o "$ctx/requirements.txt" >&2
+"$uv" export --frozen --package ember-activator --no-dev --no-hashes --no-emit-workspace -q -o "$ctx/requirements.txt" >&2
 "$uv" build --package ember --wheel -q -o "$ctx/wheels" >&2
+"$uv" build --package ember-activator --wheel -q -o "$ctx/wheels" >&2
 "$uv" tool run --quiet pip download -q --only-binary=:all: --python-version 3.11 --implementation cp \
   --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 \
   --platform any -d "$ctx/wheels" -r "$ctx/requirements.txt" >&2

@@ -99,6 +99,11 @@ namespace (Role). Each rule is what a code path in operator/src/ember needs; not
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "create"]
+# Routing (kube/routing.py): the Ember-owned EndpointSlice of each Service, written by server-side
+# apply (create + patch); the activator's own slices are listed to route Services at zero to it.
+- apiGroups: ["discovery.k8s.io"]
+  resources: ["endpointslices"]
+  verbs: ["list", "create", "patch"]
 # kopf posts core/v1 Events (POST only, never updates them) that explain every action and failure.
 - apiGroups: [""]
   resources: ["events"]

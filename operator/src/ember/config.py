@@ -81,3 +81,13 @@ class Settings(BaseSettings):
             frozenset(self.checkpoint_namespaces),
             self.checkpoint_all_namespaces,
         )
+
+    activator_service: str | None = Field(
+        None, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+    )
+    """`namespace/name` of the activator's Service: while an InferenceService has no replica that
+    receives traffic, its Service routes to that Service's endpoints (kube/routing.py). None: no
+    activator; such a Service then has no endpoints."""
+    demand_ttl_seconds: float = Field(30.0, gt=0)
+    """An activator's demand annotation (requests it holds) counts for this long after it was written;
+    activators rewrite it every 10 s while they hold requests (api/demand.py)."""

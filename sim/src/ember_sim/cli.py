@@ -65,6 +65,8 @@ def parser() -> argparse.ArgumentParser:
     live.add_argument("--status-file", type=Path, help="status JSON to write (request totals)")
     live.add_argument("--until-s", type=float, default=None, help="stop after this many seconds")
     live.add_argument("--exit-when-done", action="store_true", help="stop once the trace is served")
+    live.add_argument("--serve-http", action="store_true",
+                      help="replicas also answer vLLM's OpenAI API on their port (ember_sim.openai)")  # fmt: skip
     sim = sub.add_parser("simulate", help="pure simulation in virtual time; prints per-window stats")
     _load_args(sim)
     sim.add_argument("--replicas", type=int, required=True, help="N always-ready replicas")
@@ -85,7 +87,7 @@ def run_live(args: argparse.Namespace) -> int:
     else:
         membership = StaticMembership.of(args.replicas)
     runner = LiveRunner(fleet, requests_from(args), membership, args.name, args.namespace,
-                        args.targets_file, args.status_file)  # fmt: skip
+                        args.targets_file, args.status_file, serve_http=args.serve_http)  # fmt: skip
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -166,9 +166,21 @@ def _counter(name: str, doc: str, labels: list[str], value: float) -> CounterMet
 
 class _MetricsHandler(BaseHTTPRequestHandler):
     registry: CollectorRegistry  # set on the per-exporter subclass
+    front: Any = None  # ember_sim.openai.OpenAIFront when the replica serves the OpenAI API
+
+    def do_POST(self) -> None:
+        if self.front is None:
+            self.send_error(404)
+            return
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.front.handle(self, self.path.split("?")[0], body)
 
     def do_GET(self) -> None:
-        if self.path.split("?")[0] not in ("/metrics", "/"):
+        path = self.path.split("?")[0]
+        if self.front is not None and path not in ("/metrics", "/"):
+            self.front.handle(self, path, None)
+            return
+        if path not in ("/metrics", "/"):
             self.send_error(404)
             return
         body = generate_latest(self.registry)
@@ -192,8 +204,14 @@ class ReplicaExporter:
     """
 
     def __init__(
-        self, replica: Replica, lock: threading.Lock, now: Callable[[], float], port: int = 0
+        self,
+        replica: Replica,
+        lock: threading.Lock,
+        now: Callable[[], float],
+        port: int = 0,
+        front: Any = None,
     ) -> None:
+        self.front = front
         self.registry = CollectorRegistry(auto_describe=False)
         self.collector = ReplicaCollector(replica, lock, now)
         self.registry.register(self.collector)
@@ -202,7 +220,7 @@ class ReplicaExporter:
         self.port = 0
 
     def start(self) -> ReplicaExporter:
-        handler = type("Handler", (_MetricsHandler,), {"registry": self.registry})
+        handler = type("Handler", (_MetricsHandler,), {"registry": self.registry, "front": self.front})
         self._server = ThreadingHTTPServer(("127.0.0.1", self._requested_port), handler)
         self._server.daemon_threads = True
         self.port = int(self._server.server_port)

@@ -114,6 +114,12 @@ class Fleet:
             return None
         return self._route(req, req.arrival_s)
 
+    def submit_to(self, replica_id: str, req: Request) -> None:
+        """A request the caller routed itself (over HTTP, ember_sim.openai) to one live replica."""
+        self._advance(max(req.arrival_s, self.now_s), partial=False)
+        self.arrivals_s.append(req.arrival_s)
+        self._live(replica_id).replica.submit(req, max(req.arrival_s, self.now_s))
+
     def advance(self, t_s: float, sample: bool = True) -> None:
         """Move every replica to `t_s`, committing partial decode runs; record a gauge sample if asked."""
         self._advance(t_s, partial=True)

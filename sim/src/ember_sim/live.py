@@ -29,6 +29,7 @@ from typing import Any, Protocol
 from ember_sim.exporter import ReplicaExporter
 from ember_sim.fleet import Fleet
 from ember_sim.membership import Action, PodView, plan_membership
+from ember_sim.openai import OpenAIFront
 from ember_sim.records import Request
 
 
@@ -72,6 +73,8 @@ class LiveRunner:
     _next: int = 0
     _t0: float | None = None
     _written_targets: list[dict[str, Any]] | None = None
+    serve_http: bool = False  # replicas also answer vLLM's OpenAI API (ember_sim.openai)
+    served_names: tuple[str, ...] = ()
 
     def start(self) -> LiveRunner:
         self._t0 = self.clock()
@@ -157,8 +160,19 @@ class LiveRunner:
                 if not act.serving:
                     self.fleet.set_serving(act.replica, False)
                 rep = self.fleet.slots[act.replica].replica
+                front = (
+                    OpenAIFront(
+                        self.fleet,
+                        act.replica,
+                        self.lock,
+                        self.now,
+                        self.served_names or (self.inferenceservice,),
+                    )
+                    if self.serve_http
+                    else None
+                )
                 self.exporters[act.replica] = ReplicaExporter(
-                    rep, self.lock, lambda: self.fleet.now_s
+                    rep, self.lock, lambda: self.fleet.now_s, front=front
                 ).start()
             elif act.kind == "serving":
                 self.fleet.set_serving(act.replica, act.serving)

@@ -115,7 +115,7 @@ def test_rendered_manifests_pass_server_side_dry_run(kube: Kube, helm: Helm, set
 
 
 def test_deployment_is_hardened_and_leader_election_follows_replicas(kube: Kube, helm: Helm) -> None:
-    one = find(helm.template("r", kube.ns), "Deployment")
+    one = find(helm.template("r", kube.ns), "Deployment", "r-ember")
     pod = one["spec"]["template"]["spec"]
     c = pod["containers"][0]
     assert pod["securityContext"]["runAsNonRoot"] is True
@@ -128,7 +128,7 @@ def test_deployment_is_hardened_and_leader_election_follows_replicas(kube: Kube,
     two = helm.template("r", kube.ns, "replicaCount=2")
     env2 = {
         e["name"]: e.get("value")
-        for e in find(two, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]
+        for e in find(two, "Deployment", "r-ember")["spec"]["template"]["spec"]["containers"][0]["env"]
     }
     assert env2["EMBER_LEADER_ELECTION"] == "true"
     assert find(two, "Role", "r-ember-leader-election")["rules"][1]["resourceNames"] == ["ember-operator"]
@@ -226,3 +226,24 @@ def test_install_upgrade_uninstall_keeps_crds_and_inference_services(
     # What users own survives: the CRD (crds/ is never deleted by helm) and their InferenceService.
     assert kube.kubectl("get", "crd", CRD).returncode == 0
     assert kube.kubectl("get", "eis", "keep", "-o", "name").stdout.strip() == f"inferenceservice.{GROUP}/keep"
+
+
+def test_activator_is_rendered_with_two_replicas_a_pdb_and_least_privilege(kube: Kube, helm: Helm) -> None:
+    out = helm.template("r", kube.ns)
+    dep = find(out, "Deployment", "r-ember-activator")
+    assert dep["spec"]["replicas"] == 2
+    c = dep["spec"]["template"]["spec"]["containers"][0]
+    assert c["command"] == ["ember-activator"] and c["securityContext"]["readOnlyRootFilesystem"] is True
+    assert find(out, "PodDisruptionBudget", "r-ember-activator")["spec"]["minAvailable"] == 1
+    rules = find(out, "ClusterRole", "r-ember-activator")["rules"]
+    assert {(r["apiGroups"][0], r["resources"][0], tuple(r["verbs"])) for r in rules} == {
+        ("serving.ember.dev", "inferenceservices", ("get", "list", "watch", "patch")),
+        ("discovery.k8s.io", "endpointslices", ("list", "watch")),
+    }
+    env = {
+        e["name"]: e.get("value")
+        for e in find(out, "Deployment", "r-ember")["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["EMBER_ACTIVATOR_SERVICE"] == f"{kube.ns}/r-ember-activator"
+    off = helm.template("r", kube.ns, "activator.enabled=false")
+    assert "r-ember-activator" not in off

@@ -12,6 +12,7 @@ import pytest
 import yaml
 from ember.api.v1alpha1 import GROUP, PLURAL
 from ember_cluster import LocalCluster
+from kubernetes import client
 
 from tests.integration.conftest import Kube, eventually
 from tests.integration.operator.harness import (
@@ -52,12 +53,24 @@ def events(kube: Kube, name: str) -> list[str]:
 def test_scale_0_3_1_0_by_spec_and_by_kubectl_scale(kube: Kube, operator: Operator) -> None:
     apply(kube, isvc_manifest("llm", replicas=0))
     wait_converged(kube, "llm", 0)
-    assert (
-        kube.core.read_namespaced_service("llm", kube.ns).spec.selector["serving.ember.dev/serving"] == "true"
+    # routing contract (kube/routing.py): a selector-less Service, its EndpointSlice written by Ember
+    assert kube.core.read_namespaced_service("llm", kube.ns).spec.selector is None
+    disc = kube.cluster.api(client.DiscoveryV1Api)
+    eventually(
+        lambda: (
+            disc.read_namespaced_endpoint_slice("llm-ember", kube.ns).metadata.labels[
+                "serving.ember.dev/route"
+            ]
+            == "none"
+        ),
+        10,
     )
 
     patch_spec(kube, "llm", {"replicas": 3})
     wait_converged(kube, "llm", 3)
+    eventually(
+        lambda: len(disc.read_namespaced_endpoint_slice("llm-ember", kube.ns).endpoints or []) == 3, 10
+    )
     assert sorted(p.metadata.name for p in replica_pods(kube, "llm")) == ["llm-0", "llm-1", "llm-2"]
     st = get_isvc(kube, "llm")["status"]
     assert st["endpoint"] == f"http://llm.{kube.ns}.svc.cluster.local/v1"

@@ -10,6 +10,10 @@ MANAGED_BY_VALUE = "ember"
 
 DRAIN_STARTED = f"{PREFIX}/drain-started"  # annotation: RFC 3339 time the drain began
 START_PATH = f"{PREFIX}/start-path"  # annotation: cold | restore
+# routing (kube/routing.py): the Ember-owned EndpointSlice of a Service says where it routes
+ROUTE = f"{PREFIX}/route"  # label on the EndpointSlice: replicas | activator | none
+ENDPOINTSLICE_MANAGER = "operator.serving.ember.dev"  # endpointslice.kubernetes.io/managed-by
+HOLD_KEEPALIVE = f"{PREFIX}/hold-keepalive"  # annotation on an InferenceService: "true" opts in
 GPU_PRODUCT = "nvidia.com/gpu.product"
 GPU_RESOURCE = "nvidia.com/gpu"
 

@@ -5,6 +5,7 @@ log line). In `active` mode the recorded decision is what the replica reconcile 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -12,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from ember.api import demand
 from ember.api.v1alpha1 import Decision, InferenceServiceSpec, InferenceServiceStatus, Observed
 from ember.handlers.context import OperatorContext
 from ember.handlers.objects import parse
@@ -70,11 +72,14 @@ async def autoscale_step(
         return None
     ns, name, gen, key, spec, prev = obj.ns, obj.name, obj.generation, obj.key, obj.spec, obj.status
     now = time.time()
-    if now - ctx.last_decision.get(key, 0.0) < spec.scaling.decision_interval_seconds:
-        return None
-    ctx.last_decision[key] = now
     views = [v for p in pods if (v := pod_view(p)) is not None and not v.terminating]
     current = [v for v in views if not v.draining]
+    # requests an activator holds (api/demand.py): while nothing is ready they are decided on at once
+    held = demand.held(body["metadata"].get("annotations"), now, ctx.settings.demand_ttl_seconds)
+    urgent = held > 0 and not any(v.ready for v in current)
+    if now - ctx.last_decision.get(key, 0.0) < spec.scaling.decision_interval_seconds and not urgent:
+        return None
+    ctx.last_decision[key] = now
     path, ttr = start_path(spec, prev, ctx, ns, name)
     obs = await observe(
         ctx.prometheus,
@@ -88,6 +93,7 @@ async def autoscale_step(
         start_path=path,
         allow_overrides=ctx.settings.allow_query_overrides,
     )
+    obs = dataclasses.replace(obs, held=held)
     ctx.observations[key] = obs
     decision, state = decide(spec, obs, prev.autoscaler)
     mode = "manual" if spec.replicas is not None else spec.scaling.mode

@@ -30,6 +30,8 @@ class OperatorContext:
     checkpoint_tasks: dict[Key, asyncio.Task[None]] = field(default_factory=dict)
     failing_steps: dict[Key, frozenset[str]] = field(default_factory=dict)  # as last written (Synced)
     buffer_store: Any = None  # the warm-buffer loop's per-object memory (handlers/buffer.py)
+    routes: dict[Key, tuple[dict[str, Any], float]] = field(default_factory=dict)  # slice applied, when
+    activator_cache: tuple[float, list[Any]] | None = None  # (read at, activator endpoints)
 
     def wake_event(self, key: Key) -> asyncio.Event:
         return self._wake.setdefault(key, asyncio.Event())
@@ -49,6 +51,7 @@ class OperatorContext:
         self.observations.pop(key, None)
         self.checkpoint_attempts.pop(key, None)
         self.failing_steps.pop(key, None)
+        self.routes.pop(key, None)
         task = self.checkpoint_tasks.pop(key, None)
         if task is not None:
             task.cancel()

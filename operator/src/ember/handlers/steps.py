@@ -30,6 +30,7 @@ from ember.handlers.buffer import reconcile_buffer
 from ember.handlers.checkpoint import start_checkpoint
 from ember.handlers.context import OperatorContext
 from ember.handlers.replicas import Emit, kopf_emit, reconcile
+from ember.handlers.routing import route
 from ember.handlers.status_writer import LOOP, apply_owned
 from ember.kube.executor import error_text
 from ember.policy.status import set_condition
@@ -39,6 +40,7 @@ T = TypeVar("T")
 CONDITION = "Synced"
 REASONS = {"autoscale": "AutoscaleFailed", "replicas": "ReplicasFailed", "buffer": "WarmBufferFailed"}
 REASONS["checkpoint"] = "CheckpointFailed"
+REASONS["routing"] = "RoutingFailed"
 
 
 @dataclass
@@ -122,10 +124,11 @@ async def run_pass(
     placeholders: list[Mapping[str, Any]],
     emit: Emit = kopf_emit,
 ) -> dict[str, str]:
-    """autoscale -> replicas -> warm buffer -> checkpoint; returns the steps that failed."""
+    """autoscale -> replicas -> routing -> warm buffer -> checkpoint; returns the steps that failed."""
     p = Pass(ctx, body, emit)
     fresh = await p.step("autoscale", autoscale_step(ctx, body, replicas, emit))
     await p.step("replicas", reconcile(ctx, body, replicas, emit, fresh=fresh))
+    await p.step("routing", route(ctx, body, replicas, emit))
     await p.step("buffer", reconcile_buffer(ctx, body, placeholders, emit))
     running = ctx.checkpoint_tasks.get(p.key)
     p.sync_step("checkpoint", lambda: start_checkpoint(ctx, body, replicas))

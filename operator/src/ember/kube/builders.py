@@ -8,6 +8,7 @@ from typing import Any
 
 from ember.api import labels as L
 from ember.api.v1alpha1 import API_VERSION, KIND, InferenceServiceSpec
+from ember.kube import routing
 from ember.policy.tenancy import CheckpointGrant
 
 MODEL_MOUNT = "/mnt/models"
@@ -290,20 +291,8 @@ def replica_pod(
 
 
 def service(name: str, namespace: str, uid: str, spec: InferenceServiceSpec) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "labels": {L.ISVC: name, L.MANAGED_BY: L.MANAGED_BY_VALUE},
-            "ownerReferences": [owner_reference(name, uid)],
-        },
-        "spec": {
-            "selector": {**selector_labels(name), L.SERVING: "true"},
-            "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
-        },
-    }
+    """Selector-less: the routing contract (kube/routing.py) fills its EndpointSlice."""
+    return routing.service(name, namespace, uid)
 
 
 def endpoint(name: str, namespace: str) -> str:

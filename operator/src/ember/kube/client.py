@@ -87,6 +87,7 @@ class KubeAPI:
         self.core = client.CoreV1Api(api)
         self.custom = client.CustomObjectsApi(api)
         self.scheduling = client.SchedulingV1Api(api)
+        self.discovery = client.DiscoveryV1Api(api)
 
     @with_retries()
     def create_pod(self, manifest: dict[str, Any]) -> bool:
@@ -159,9 +160,28 @@ class KubeAPI:
                 raise
         live = self.core.read_namespaced_service(name, ns)
         want = manifest["spec"]
-        if live.spec.selector != want["selector"] or len(live.spec.ports or []) != len(want["ports"]):
-            self.core.patch_namespaced_service(name, ns, {"spec": want})
+        if live.spec.selector != want.get("selector") or len(live.spec.ports or []) != len(want["ports"]):
+            # null removes a selector (a Service made before routing moved to Ember's EndpointSlice)
+            self.core.patch_namespaced_service(name, ns, {"spec": {"selector": None, **want}})
         return False
+
+    @with_retries()
+    def apply_endpoint_slice(self, manifest: dict[str, Any], manager: str) -> None:
+        """Server-side apply (create or update) of an Ember-owned EndpointSlice (kube/routing.py)."""
+        meta = manifest["metadata"]
+        self.discovery.patch_namespaced_endpoint_slice(
+            meta["name"],
+            meta["namespace"],
+            manifest,
+            field_manager=manager,
+            force=True,
+            _content_type="application/apply-patch+yaml",
+        )
+
+    @with_retries()
+    def list_endpoint_slices(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        items = self.discovery.list_namespaced_endpoint_slice(namespace, label_selector=selector).items
+        return [self.api.sanitize_for_serialization(s) for s in items]
 
     @with_retries()
     def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:

@@ -9,8 +9,14 @@ Notation, per decision at time t: n = current replicas (starting ones included),
 S / P = stable / panic window, D = scale-down delay, T = obs.time_to_ready_s (the fastest start
 path), Δ = decision interval, u = slo.targetUtilization, f = learned capacity factor (state).
 
+0. **Held requests start replicas at once.** While no replica is ready and activators hold h > 0
+   requests (``obs.held``, pushed by the activator, not scraped), the count goes to
+   ``min(max(1, ceil(h / (u c_k))), n + maxScaleUpStep)`` (bounded) if that is more than n, reason
+   ``ScaleFromZero``, whatever the metrics say: at zero there are none. Held requests also count as
+   in flight in the windows below (k includes h).
 1. **Unknowns hold.** If the metrics source failed (``metrics_ok`` False) or QPS, running or waiting
-   is None, the count is held (clamped into bounds only), reason ``MetricsUnavailable``; the held
+   is None, the count is held (clamped into bounds only), reason ``MetricsUnavailable`` (at zero,
+   with Prometheus answering, ``ScaledToZero``: no replica means no series, not a failure); the held
    count is recorded as a recommendation, so no scale-down can follow before D of known data.
    TTFT/ITL may be None (no request finished its first token in the window): no SLO signal then.
 2. **Windows.** The state keeps samples (t, q_p, k) of the panic-window QPS and the in-flight count
@@ -178,7 +184,7 @@ def signals(spec: InferenceServiceSpec, obs: Observation, state: AutoscalerState
     sc = spec.scaling
     assert obs.qps is not None and obs.in_flight is not None and obs.waiting is not None
     q_p = obs.qps if obs.qps_panic is None else obs.qps_panic
-    k = obs.in_flight
+    k = obs.in_flight + obs.held
     kept = [s for s in state.samples if obs.now - sc.stable_window_seconds < s[0] < obs.now - EPS]
     samples = [*kept[-(MAX_SAMPLES - 1) :], [obs.now, round(q_p, 4), round(k, 3)]]
     k_s = sum(s[2] for s in samples) / len(samples)
@@ -273,10 +279,42 @@ def _hold(
         update={"recommendations": [*recs[-(MAX_SAMPLES - 1) :], [obs.now, float(target)]]}
     )
     missing = ", ".join(obs.missing) or "inputs unknown"
+    reason, message = "MetricsUnavailable", f"holding {target}: metrics unavailable ({missing})"
+    if obs.metrics_ok and n == 0:
+        # at zero there is nothing to measure: not a metrics failure (the alert on
+        # MetricsUnavailable stays silent); held requests bring it back (step 0)
+        reason = "ScaledToZero" if target == 0 else "AtMin"
+        message = f"holding {target}: no replica, no requests held"
     dec = Decision(
-        time=_ts(obs.now), desired_replicas=target, current_replicas=n, reason="MetricsUnavailable",
-        message=f"holding {target}: metrics unavailable ({missing})", start_path=obs.start_path,
-        inputs=_raw_inputs(obs),
+        time=_ts(obs.now), desired_replicas=target, current_replicas=n, reason=reason,
+        message=message, start_path=obs.start_path, inputs=_raw_inputs(obs),
+    )  # fmt: skip
+    return dec, _scaled(new, obs.now, n, target)
+
+
+def _held_demand(
+    spec: InferenceServiceSpec, obs: Observation, state: AutoscalerState
+) -> tuple[Decision, AutoscalerState] | None:
+    """Step 0: requests held while no replica is ready scale up now, metrics or not."""
+    if obs.held <= 0 or obs.ready_replicas > 0:
+        return None
+    sc, n = spec.scaling, obs.current_replicas
+    cap = targets(spec.slo).utilization * sc.target_in_flight_per_replica * state.capacity_factor
+    target = _clamp(min(max(1, _ceil(obs.held / cap)), n + sc.max_scale_up_step), sc)
+    if target <= n:
+        return None
+    recs = _window(state.recommendations, obs.now, sc.scale_down_delay_seconds)
+    new = state.model_copy(
+        update={
+            "recommendations": [*recs[-(MAX_SAMPLES - 1) :], [obs.now, float(target)]],
+            "last_request_time": _ts(obs.now),
+        }
+    )
+    dec = Decision(
+        time=_ts(obs.now), desired_replicas=target, current_replicas=n, reason="ScaleFromZero",
+        message=f"{n} -> {target} (ScaleFromZero): {obs.held} requests held by the activator, "
+        f"{cap:.1f} in flight per replica, start path {obs.start_path}, ready in ~{obs.time_to_ready_s:.0f} s",
+        start_path=obs.start_path, inputs=_raw_inputs(obs),
     )  # fmt: skip
     return dec, _scaled(new, obs.now, n, target)
 
@@ -289,6 +327,7 @@ def _raw_inputs(obs: Observation) -> dict[str, float | None]:
         "itlP95Ms": None if obs.itl_p95_s is None else round(obs.itl_p95_s * ms, 1),
         "queue": obs.waiting, "running": obs.running, "kvCache": obs.kv_cache,
         "readyReplicas": float(obs.ready_replicas), "timeToReadySeconds": obs.time_to_ready_s,
+        "held": float(obs.held),
     }  # fmt: skip
 
 
@@ -304,6 +343,8 @@ def decide(
     spec: InferenceServiceSpec, obs: Observation, state: AutoscalerState
 ) -> tuple[Decision, AutoscalerState]:
     """One decision; see the module docstring for the algorithm. Pure."""
+    if (held := _held_demand(spec, obs, state)) is not None:
+        return held
     if not obs.metrics_ok or obs.qps is None or obs.in_flight is None or obs.waiting is None:
         return _hold(spec, obs, state)
     sc, tg = spec.scaling, targets(spec.slo)

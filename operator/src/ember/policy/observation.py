@@ -29,6 +29,7 @@ class Observation:
     missing: tuple[str, ...] = ()  # names of inputs that were unavailable, for the decision record
     time_to_ready_s: float = 60.0  # expected start time of the fastest start path available now
     start_path: str = "cold"  # which path that is: restore | cold | cold+node
+    held: int = 0  # requests activators hold for want of a serving replica (api/demand.py), pushed at once
 
     @property
     def in_flight(self) -> float | None:
