@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import os
 import signal
+import textwrap
 import threading
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -136,7 +139,31 @@ def _key(obj: dict[str, Any]) -> Key:
     return (meta.get("namespace", ""), meta.get("name", ""))
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
+    """No arguments but --help (which lists the settings) and --version: configured by environment."""
+    prefix = str(Settings.model_config.get("env_prefix", ""))
+    env = ["environment:"]
+    for name, f in Settings.model_fields.items():
+        env.append(f"  {prefix}{name.upper()} (default: {f.get_default(call_default_factory=True)!r})")
+        env += textwrap.wrap(
+            " ".join((f.description or "").split()), 96, initial_indent=" " * 6, subsequent_indent=" " * 6
+        )
+    about = (
+        "The Ember activator: holds requests for InferenceServices that have no serving replica, "
+        "pushes their demand to the operator and releases them once a replica serves."
+    )
+    p = argparse.ArgumentParser(
+        prog="ember-activator",
+        description=textwrap.fill(about, 100),
+        epilog="\n".join(env),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--version", action="version", version=f"%(prog)s {version('ember-activator')}")
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser().parse_args(argv)  # --help, --version; anything else is refused
     settings = Settings()
     logs.configure(os.environ.get("EMBER_LOG_FORMAT", "json"))
     asyncio.run(Activator(settings, kube.api_client(settings.kubeconfig)).run())

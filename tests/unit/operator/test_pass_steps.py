@@ -24,6 +24,12 @@ class FakeAPI:
         self.created.append(m["metadata"]["name"])
         return True
 
+    def list_endpoint_slices(self, ns: str, selector: str) -> list[Any]:
+        return []
+
+    def apply_endpoint_slice(self, m: dict[str, Any], manager: str) -> None:
+        pass  # the routing step's slice
+
     def create_secret(self, m: dict[str, Any]) -> bool:
         return True  # the supervisor token's Secret
 
