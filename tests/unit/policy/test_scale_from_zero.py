@@ -56,7 +56,11 @@ def test_at_zero_without_demand_is_not_a_metrics_failure() -> None:
     must not raise it."""
     d, _ = decide(spec(), at_zero(0), AutoscalerState())
     assert (d.desired_replicas, d.reason) == (0, "ScaledToZero")
-    d, _ = decide(spec(), replace(at_zero(0), metrics_ok=False), AutoscalerState())
+    # what observe() reports at zero: Prometheus answered, with no series for a service with no pods
+    d, _ = decide(spec(), replace(at_zero(0), metrics_ok=False, unavailable="NoData"), AutoscalerState())
+    assert (d.desired_replicas, d.reason) == (0, "ScaledToZero")
+    down = replace(at_zero(0), metrics_ok=False, unavailable="PrometheusUnreachable")
+    d, _ = decide(spec(), down, AutoscalerState())
     assert d.reason == "MetricsUnavailable"  # Prometheus itself down is one
 
 

@@ -280,9 +280,9 @@ def _hold(
     )
     missing = ", ".join(obs.missing) or "inputs unknown"
     reason, message = "MetricsUnavailable", f"holding {target}: metrics unavailable ({missing})"
-    if obs.metrics_ok and n == 0:
-        # at zero there is nothing to measure: not a metrics failure (the alert on
-        # MetricsUnavailable stays silent); held requests bring it back (step 0)
+    if n == 0 and (obs.metrics_ok or obs.unavailable in ("NoData", "PartialData")):
+        # at zero with Prometheus answering there is nothing to measure: not a metrics failure
+        # (the alert on MetricsUnavailable stays silent); held requests bring it back (step 0)
         reason = "ScaledToZero" if target == 0 else "AtMin"
         message = f"holding {target}: no replica, no requests held"
     dec = Decision(
