@@ -64,5 +64,5 @@ def test_helm_test_pod_has_each_label_once_and_is_not_behind_the_metrics_service
     assert labels["app.kubernetes.io/component"] == "test"
     selector = one(docs, "Service", "r-ember-metrics")["spec"]["selector"]
     assert not all(labels.get(k) == v for k, v in selector.items()), (selector, labels)
-    dep = one(docs, "Deployment")
+    dep = one(docs, "Deployment", "r-ember")  # the operator (the activator is a second Deployment)
     assert dep["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"] == "operator"
