@@ -147,8 +147,13 @@ def test_checkpoints_in_a_namespace_the_admin_did_not_opt_in_give_a_condition_an
 
     c = eventually(refused, 60, what="CheckpointReady=False")
     assert c["reason"] == "CheckpointsNotAllowed" and f"namespace {kube.ns}" in c["message"], c
-    events = kube.core.list_namespaced_event(kube.ns, field_selector="type=Warning").items
-    assert any(e.reason == "CheckpointsNotAllowed" for e in events)
+
+    # kopf posts Events in the background, after the condition can already be read
+    def refusal_event() -> bool:
+        events = kube.core.list_namespaced_event(kube.ns, field_selector="type=Warning").items
+        return any(e.reason == "CheckpointsNotAllowed" for e in events)
+
+    eventually(refusal_event, 30, what="a CheckpointsNotAllowed Event")
     # the replica exists: admitted by the restricted profile, with no capability and no node path
     pods = eventually(lambda: replica_pods(kube, "cp"), 60, what="a replica pod admitted")
     pod = kube.core.read_namespaced_pod(pods[0].metadata.name, kube.ns).to_dict()
