@@ -33,6 +33,7 @@ from ember_checkpoint.manifest import Canary, Identity, Manifest
 from ember_checkpoint.storage import LocalDirStorage
 from ember_checkpoint.supervisor.config import SupervisorConfig
 from ember_checkpoint.supervisor.plan import choose_start
+from ember_checkpoint.supervisor.procs import running
 from ember_checkpoint.supervisor.startup import failed_ids
 from ember_checkpoint.testing import free_port, port_is_free
 from ember_checkpoint.verify import verify
@@ -213,7 +214,8 @@ def checkpointed(
         print((cfg.state_dir / "engine.log").read_text(errors="replace")[-3000:])
         raise
     assert port_is_free(port), "the engine should be gone with its supervisor"
-    assert not any(Path(f"/proc/{p}").exists() for p in tree), "the supervisor should have stopped the tree"
+    # a zombie is stopped: after the supervisor (their subreaper) exits, PID 1 reaps what it left
+    assert not any(running(p) for p in tree), "the supervisor should have stopped the tree"
     ck.checkpoint_id = manifest.checkpoint_id
     # The image carries the tree's /dev/shm files (vLLM's ring buffers, CRIU's link_remap of its
     # semaphore): remove them here, as a new pod would not have them.
