@@ -17,7 +17,7 @@ help: ## list the targets
 $(UV):
 	python3 -m pip install --quiet --user "uv==$(UV_VERSION)"
 
-.venv/.synced: $(UV) pyproject.toml uv.lock operator/pyproject.toml tests/cluster/pyproject.toml checkpoint/pyproject.toml sim/pyproject.toml demo/pyproject.toml activator/pyproject.toml
+.venv/.synced: $(UV) pyproject.toml uv.lock operator/pyproject.toml tests/cluster/pyproject.toml checkpoint/pyproject.toml sim/pyproject.toml demo/pyproject.toml activator/pyproject.toml supervisor/pyproject.toml
 	$(UV) sync --frozen
 	touch $@
 

@@ -45,12 +45,13 @@ import httpx
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "checkpoint/src"))
+sys.path.insert(0, str(REPO / "supervisor/src"))
 
 from ember_checkpoint import checksum, cuda, lifecycle  # noqa: E402
 from ember_checkpoint.criu import Criu, process_tree  # noqa: E402
 from ember_checkpoint.manifest import Canary, Identity  # noqa: E402
 from ember_checkpoint.storage import LocalDirStorage  # noqa: E402
-from ember_checkpoint.supervisor import procs  # noqa: E402
+from ember_supervisor import procs  # noqa: E402
 
 WORK = Path(os.environ.get("EMBER_BENCH_WORK", "/tmp/ember-bench"))
 MODEL = WORK / "model"
@@ -952,7 +953,7 @@ def phase_supervisor(out: Path) -> dict:
     t0 = time.monotonic()
     with log_file.open("wb") as lf:
         sup = subprocess.Popen(
-            [sys.executable, "-m", "ember_checkpoint.supervisor.main", "--config", str(cfg_file)],
+            [sys.executable, "-m", "ember_supervisor.main", "--config", str(cfg_file)],
             stdout=lf,
             stderr=subprocess.STDOUT,
             env={

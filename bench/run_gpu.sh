@@ -13,7 +13,7 @@ mkdir -p "$W/site" "$W/results" "$W/logs" "$OUT"
 # the code that runs: this checkout, or a carried copy of one (EMBER_BENCH_SRC=.carry/NAME: the device
 # gets the lead's checkout, so a branch's code travels as a carry path of its own)
 SRC=${EMBER_BENCH_SRC:-$PWD}
-export PYTHONPATH=$W/site:$SRC/checkpoint/src PYTHONUNBUFFERED=1 EMBER_CRIU=$W/criu
+export PYTHONPATH=$W/site:$SRC/checkpoint/src:$SRC/supervisor/src PYTHONUNBUFFERED=1 EMBER_CRIU=$W/criu
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 # CRIU cannot dump an io_uring; on the GPU the EngineCore opened one (source not identified): refuse new
 # io_urings in this VM so every user falls back (libuv to epoll). Kernel 6.6+.

@@ -12,7 +12,7 @@
 #           so it runs unchanged at /opt/ember/venv; cached in $EMBER_CACHE/replica/;
 #   CRIU    the unpacked Debian sid prefix of tests/cluster/fetch-tools.sh criu (its own loader);
 #   model   the tiny random Llama (ember_checkpoint.testing.tiny_llama), at /opt/ember/models/tiny-llama;
-#   ember   the checkpoint package (ember-supervisor, ember-checkpoint) as a wheel built here.
+#   ember   the checkpoint library and the supervisor (ember-checkpoint, ember-supervisor) as wheels built here.
 # The tag's key hashes all of these inputs: an unchanged tree prints the existing tag at once.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -62,7 +62,7 @@ fi
 src_key=$(
   cd "$repo"
   {
-    find checkpoint/pyproject.toml checkpoint/src -type f ! -path '*/__pycache__/*' ! -name '*.pyc' | sort
+    find checkpoint/pyproject.toml checkpoint/src supervisor/pyproject.toml supervisor/src -type f ! -path '*/__pycache__/*' ! -name '*.pyc' | sort
     echo replica_image/Dockerfile replica_image/build.sh
   } | xargs sha256sum | sha256sum | cut -c1-16
 )
@@ -79,6 +79,7 @@ trap 'rm -rf "$ctx"' EXIT
 say "building $tag (context $ctx)"
 start=$(date +%s)
 "$uv" build --quiet --wheel --out-dir "$ctx/wheels" "$repo/checkpoint" >&2
+"$uv" build --quiet --wheel --out-dir "$ctx/wheels" "$repo/supervisor" >&2
 cp -al "$venv" "$ctx/venv" # hardlinks: the context costs no space
 cp -a "$criu" "$ctx/criu"
 cp -a "$model" "$ctx/tiny-llama"

@@ -15,8 +15,8 @@ import httpx
 import pytest
 from ember_checkpoint.criu import Criu
 from ember_checkpoint.manifest import Canary
-from ember_checkpoint.supervisor.config import SupervisorConfig
 from ember_checkpoint.testing import counter_server_argv, free_port, get, port_is_free
+from ember_supervisor.config import SupervisorConfig
 from prometheus_client.parser import text_string_to_metric_families
 
 pytestmark = pytest.mark.integration
@@ -32,7 +32,7 @@ class Sup:
         self.log = path.with_suffix(".log")
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "ember_checkpoint.supervisor.main", "--config", str(path)],
+                [sys.executable, "-m", "ember_supervisor.main", "--config", str(path)],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env={**os.environ, "EMBER_SUPERVISOR_TOKEN": TOKEN, **(env or {})},

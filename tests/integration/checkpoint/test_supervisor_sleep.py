@@ -13,11 +13,11 @@ import httpx
 import pytest
 from ember_checkpoint.criu import process_tree
 from ember_checkpoint.manifest import Canary
-from ember_checkpoint.supervisor import freeze
-from ember_checkpoint.supervisor.config import SupervisorConfig
-from ember_checkpoint.supervisor.procs import running
 from ember_checkpoint.testing import counter_server_argv, free_port, get
-from ember_checkpoint.testing.supervisor_process import SupervisorProcess, tree_cpu_seconds
+from ember_supervisor import freeze
+from ember_supervisor.config import SupervisorConfig
+from ember_supervisor.procs import running
+from ember_supervisor.testing import SupervisorProcess, tree_cpu_seconds
 
 pytestmark = pytest.mark.integration
 

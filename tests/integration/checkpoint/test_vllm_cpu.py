@@ -31,12 +31,12 @@ from ember_checkpoint import lifecycle, shm
 from ember_checkpoint.criu import Criu, process_tree
 from ember_checkpoint.manifest import Canary, Identity, Manifest
 from ember_checkpoint.storage import LocalDirStorage
-from ember_checkpoint.supervisor.config import SupervisorConfig
-from ember_checkpoint.supervisor.plan import choose_start
-from ember_checkpoint.supervisor.procs import running
-from ember_checkpoint.supervisor.startup import failed_ids
 from ember_checkpoint.testing import free_port, port_is_free
 from ember_checkpoint.verify import verify
+from ember_supervisor.config import SupervisorConfig
+from ember_supervisor.plan import choose_start
+from ember_supervisor.procs import running
+from ember_supervisor.startup import failed_ids
 from prometheus_client.parser import text_string_to_metric_families
 
 TOKEN = "integration-token"  # the supervisor's bearer token (the operator's, from the service's Secret)
@@ -274,7 +274,7 @@ class Sup:
         self.log = path.with_suffix(".log")
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "ember_checkpoint.supervisor.main", "--config", str(path)],
+                [sys.executable, "-m", "ember_supervisor.main", "--config", str(path)],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env={**os.environ, "EMBER_SUPERVISOR_TOKEN": TOKEN, **(env or {})},
@@ -481,7 +481,7 @@ def test_prestage_reads_the_verified_checkpoint_and_the_model(
     argv += ["--model-digest", digest]
     t0 = time.monotonic()
     p = subprocess.run(
-        [sys.executable, "-m", "ember_checkpoint.supervisor.main", *argv],
+        [sys.executable, "-m", "ember_supervisor.main", *argv],
         capture_output=True,
         text=True,
         timeout=300,

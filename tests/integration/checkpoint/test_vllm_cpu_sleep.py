@@ -26,10 +26,10 @@ import httpx
 import pytest
 from ember_checkpoint.criu import process_tree
 from ember_checkpoint.manifest import Canary
-from ember_checkpoint.supervisor import freeze
-from ember_checkpoint.supervisor.config import SupervisorConfig
 from ember_checkpoint.testing import free_port
-from ember_checkpoint.testing.supervisor_process import SupervisorProcess, tree_cpu_seconds
+from ember_supervisor import freeze
+from ember_supervisor.config import SupervisorConfig
+from ember_supervisor.testing import SupervisorProcess, tree_cpu_seconds
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1500)]
 

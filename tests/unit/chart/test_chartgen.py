@@ -11,7 +11,7 @@ from ember import chartgen
 from ember.api.v1alpha1 import InferenceServiceSpec
 from ember.config import Settings
 from ember.telemetry.metrics import Metrics
-from ember_checkpoint.supervisor.metrics import SupervisorMetrics
+from ember_supervisor.metrics import SupervisorMetrics
 
 ROOT = Path(__file__).resolve().parents[3]
 CHART = ROOT / "charts" / "ember"

@@ -1,4 +1,4 @@
-"""`ember-supervisor prestage` (ember_checkpoint.supervisor.prestage) on real files."""
+"""`ember-supervisor prestage` (ember_supervisor.prestage) on real files."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from ember_checkpoint.manifest import Identity, Manifest, Sizes, Timings, Verification
 from ember_checkpoint.storage import LocalDirStorage, write_manifest_file
-from ember_checkpoint.supervisor import main as supervisor_main
-from ember_checkpoint.supervisor import prestage
+from ember_supervisor import main as supervisor_main
+from ember_supervisor import prestage
 
 MODEL = "hf://org/tiny"
 REV = "abc123"

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from ember_checkpoint.criu import process_tree
-from ember_checkpoint.supervisor import procs
+from ember_supervisor import procs
 
 # a root whose child ignores SIGTERM and outlives it: only SIGKILL after the grace period stops it
 _TREE = "trap '' TERM; sh -c \"trap '' TERM; sleep 60 & wait\" & sleep 60 & wait"

@@ -7,12 +7,12 @@ import time
 from pathlib import Path
 
 import pytest
-from ember_checkpoint.supervisor import sleep as sleep_mod
-from ember_checkpoint.supervisor.config import SupervisorConfig
-from ember_checkpoint.supervisor.engine_state import EngineState, State, WrongState
-from ember_checkpoint.supervisor.freeze import FreezeFailed, own_cgroup_dir
-from ember_checkpoint.supervisor.metrics import SupervisorMetrics
-from ember_checkpoint.supervisor.sleep import Refused, Sleeper, SleepRequest, StepFailed, WakeRequest
+from ember_supervisor import sleep as sleep_mod
+from ember_supervisor.config import SupervisorConfig
+from ember_supervisor.engine_state import EngineState, State, WrongState
+from ember_supervisor.freeze import FreezeFailed, own_cgroup_dir
+from ember_supervisor.metrics import SupervisorMetrics
+from ember_supervisor.sleep import Refused, Sleeper, SleepRequest, StepFailed, WakeRequest
 from pydantic import ValidationError
 
 

@@ -1,4 +1,4 @@
-"""The supervisor's real HTTP server (ember_checkpoint.supervisor.main) acts only for the operator: every
+"""The supervisor's real HTTP server (ember_supervisor.main) acts only for the operator: every
 POST route needs the service's bearer token; the read-only routes stay open for probes and scrapes."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from ember_checkpoint.supervisor.config import SupervisorConfig
-from ember_checkpoint.supervisor.main import Supervisor, _handler, authorized, post_routes
+from ember_supervisor.config import SupervisorConfig
+from ember_supervisor.main import Supervisor, _handler, authorized, post_routes
 
 TOKEN = "k2V9-operator-only"
 

@@ -9,7 +9,7 @@ from ember.api.v1alpha1 import InferenceServiceSpec
 from ember.kube import builders
 from ember.policy.tenancy import CheckpointAccess, CheckpointGrant, StorageRoot, checkpoint_grant
 from ember_checkpoint.manifest import Identity
-from ember_checkpoint.supervisor.config import SupervisorConfig
+from ember_supervisor.config import SupervisorConfig
 
 
 def spec(**over: object) -> InferenceServiceSpec:

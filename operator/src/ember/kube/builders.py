@@ -149,7 +149,7 @@ def token_secret(name: str, namespace: str, uid: str, token: str) -> dict[str, A
 def supervisor_config(
     name: str, spec: InferenceServiceSpec, model: str, port: int, checkpoints: bool = False
 ) -> dict[str, Any]:
-    """The replica supervisor's config (ember_checkpoint.supervisor.config.SupervisorConfig as JSON):
+    """The replica supervisor's config (ember_supervisor.config.SupervisorConfig as JSON):
     the engine runs through `ember_checkpoint.vllm_entry` (vLLM on the plain asyncio loop: CRIU cannot
     dump the io_uring uvloop opens), restores come from the mounted checkpoint storage."""
     e, cp = spec.engine, spec.checkpoint

@@ -22,7 +22,7 @@ kubelet pulls it onto the node: the replica that lands there later finds it cach
 
     ember-supervisor prestage --model URI --revision REV --cache CACHE_DIR [--checkpoints DIR]
 
-The replica image's supervisor implements it (checkpoint/src/ember_checkpoint/supervisor/prestage.py):
+The replica image's supervisor implements it (supervisor/src/ember_supervisor/prestage.py):
 it reads the model (a local path; `hf://` downloaded into `CACHE_DIR`, a hostPath, `PRESTAGE_CACHE`)
 and the newest *verified* checkpoint of the model in the checkpoint directory (the hostPath the
 replicas mount when checkpoint.storage.type is hostPath) into the node's page cache, prints one JSON

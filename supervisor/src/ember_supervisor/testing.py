@@ -12,10 +12,10 @@ import time
 from pathlib import Path
 
 import httpx
+from ember_checkpoint.criu import process_tree
 from prometheus_client.parser import text_string_to_metric_families
 
-from ember_checkpoint.criu import process_tree
-from ember_checkpoint.supervisor.config import SupervisorConfig
+from ember_supervisor.config import SupervisorConfig
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -30,7 +30,7 @@ class SupervisorProcess:
         self.token = secrets.token_urlsafe(16)
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "ember_checkpoint.supervisor.main", "--config", str(path)],
+                [sys.executable, "-m", "ember_supervisor.main", "--config", str(path)],
                 env={**os.environ, "EMBER_SUPERVISOR_TOKEN": self.token},
                 stdout=out,
                 stderr=subprocess.STDOUT,

@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
-
 from ember_checkpoint.manifest import Canary
+from pydantic import BaseModel, Field
 
 
 class SupervisorConfig(BaseModel):

@@ -37,14 +37,14 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import httpx
-from pydantic import BaseModel, ConfigDict, model_validator
-
 from ember_checkpoint import cuda, engine_http, lifecycle
 from ember_checkpoint.criu import process_tree
-from ember_checkpoint.supervisor import freeze, procs
-from ember_checkpoint.supervisor.config import SupervisorConfig
-from ember_checkpoint.supervisor.engine_state import EngineState, State, WrongState
-from ember_checkpoint.supervisor.metrics import SupervisorMetrics
+from pydantic import BaseModel, ConfigDict, model_validator
+
+from ember_supervisor import freeze, procs
+from ember_supervisor.config import SupervisorConfig
+from ember_supervisor.engine_state import EngineState, State, WrongState
+from ember_supervisor.metrics import SupervisorMetrics
 
 log = logging.getLogger("ember.supervisor")
 Tier = Literal["sleep", "suspend", "freeze"]

@@ -39,21 +39,21 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from prometheus_client.parser import text_string_to_metric_families
-
 from ember_checkpoint import cuda, lifecycle
 from ember_checkpoint.cli import local_identity
 from ember_checkpoint.criu import Criu
 from ember_checkpoint.manifest import Manifest
 from ember_checkpoint.storage import LocalDirStorage
-from ember_checkpoint.supervisor import prestage, procs, sleep_routes
-from ember_checkpoint.supervisor.config import SupervisorConfig
-from ember_checkpoint.supervisor.engine_state import EngineState, State, WrongState
-from ember_checkpoint.supervisor.metrics import SupervisorMetrics
-from ember_checkpoint.supervisor.sleep import Sleeper
-from ember_checkpoint.supervisor.startup import Startup, start_engine
 from ember_checkpoint.verify import verify
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from ember_supervisor import prestage, procs, sleep_routes
+from ember_supervisor.config import SupervisorConfig
+from ember_supervisor.engine_state import EngineState, State, WrongState
+from ember_supervisor.metrics import SupervisorMetrics
+from ember_supervisor.sleep import Sleeper
+from ember_supervisor.startup import Startup, start_engine
 
 log = logging.getLogger("ember.supervisor")
 TOKEN_ENV = "EMBER_SUPERVISOR_TOKEN"

@@ -32,8 +32,8 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from ember_checkpoint.supervisor.engine_state import WrongState
-from ember_checkpoint.supervisor.sleep import Refused, Sleeper, SleepRequest, StepFailed, WakeRequest
+from ember_supervisor.engine_state import WrongState
+from ember_supervisor.sleep import Refused, Sleeper, SleepRequest, StepFailed, WakeRequest
 
 Answer = tuple[int, str]
 PostRoute = Callable[[bytes], Answer]

@@ -15,10 +15,11 @@ from ember_checkpoint.cli import local_identity
 from ember_checkpoint.criu import Criu
 from ember_checkpoint.errors import RestoreRefused
 from ember_checkpoint.storage import LocalDirStorage
-from ember_checkpoint.supervisor import procs
-from ember_checkpoint.supervisor.config import SupervisorConfig
-from ember_checkpoint.supervisor.metrics import SupervisorMetrics
-from ember_checkpoint.supervisor.plan import choose_start
+
+from ember_supervisor import procs
+from ember_supervisor.config import SupervisorConfig
+from ember_supervisor.metrics import SupervisorMetrics
+from ember_supervisor.plan import choose_start
 
 log = logging.getLogger("ember.supervisor")
 FAILURE_FILE = "restore-failure.json"
