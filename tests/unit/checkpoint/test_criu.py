@@ -52,9 +52,12 @@ def test_find_refuses_criu_older_than_4_2_saying_why() -> None:
         Criu.find({"EMBER_CRIU": "/bin/true"}, runner=runner)
 
 
-def test_find_accepts_4_2_and_keeps_the_argv() -> None:
+def test_find_accepts_4_2_and_keeps_the_argv(tmp_path: Path) -> None:
+    # PATH holds an iptables, so auto picks it without asking CRIU about nftables (whatever this host has)
+    (tmp_path / "iptables").write_text("#!/bin/sh\n")
+    (tmp_path / "iptables").chmod(0o755)
     runner = FakeRunner(Completed(0, "Version: 4.2.1\n", ""))
-    c = Criu.find({"EMBER_CRIU": "/bin/true"}, runner=runner)
+    c = Criu.find({"EMBER_CRIU": "/bin/true", "PATH": str(tmp_path)}, runner=runner)
     assert c.argv == ["/bin/true"] and c.version_str == "4.2.1"
     assert runner.calls == [["/bin/true", "--version"]]
 
