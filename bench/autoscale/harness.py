@@ -10,8 +10,14 @@ applies the same way for every policy:
 - down: replicas still starting are cancelled first, then the ready ones with the fewest outstanding
   requests are drained (out of the router, streams finish), as Ember's operator does.
 
+With sleeping replicas (``RunConfig.sleep.max_sleeping > 0``, ``ember_sim.sleep``): a replica whose
+drain is over is parked instead of removed while the number asleep is under the bound; one asleep
+for ``delete_after_s`` is removed; a scale-up wakes a sleeping replica (ready after the measured wake
+time) before it creates one. Which replica is parked or woken is the ``SleepPlanner``'s choice.
+
 Measures per run: per-minute windows (TTFT/ITL p95, failures, arrivals), GPU-hours (replica existence,
-starting and draining included), busy fraction, scale events and the replica timeline.
+starting, draining and asleep included; the asleep part also on its own), busy fraction, scale events,
+starts by path (wake, restore, cold) and the replica timeline.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from typing import Protocol
 from ember_sim.fleet import Fleet
 from ember_sim.params import ReplicaParams
 from ember_sim.records import Request
+from ember_sim.sleep import SimSleepPlanner, SleepConfig, SleepPlanner
 from ember_sim.stats import WindowStats
 
 WINDOW_S = 60.0
@@ -41,6 +48,12 @@ class RunConfig:
     min_replicas: int = 1
     max_replicas: int = 40
     params: ReplicaParams = field(default_factory=ReplicaParams)
+    sleep: SleepConfig = field(default_factory=SleepConfig)  # max_sleeping 0: off
+
+    @property
+    def start_path(self) -> str:
+        """The path a created replica takes: restore below 30 s to ready, else cold (as the runner)."""
+        return "restore" if self.time_to_ready_s < 30 else "cold"
 
 
 class FleetView:
@@ -58,8 +71,11 @@ class FleetView:
         return self.arrivals(window_s) / max(1.0, min(window_s, self.now))
 
     def current(self) -> int:
-        """Replicas that exist and are not draining (starting ones included)."""
-        return sum(1 for rid in self.fleet.live() if rid not in self.draining)
+        """Replicas that exist, are awake and not draining (starting ones included)."""
+        return sum(1 for rid in self.fleet.awake() if rid not in self.draining)
+
+    def asleep(self) -> int:
+        return len(self.fleet.asleep())
 
     def ready(self) -> int:
         return sum(1 for rid in self.fleet.routable() if rid not in self.draining)
@@ -123,6 +139,9 @@ class RunResult:
     decisions: list[tuple[float, int, int]]  # (time, current, desired) for every decision
     completed: int
     failed: int
+    starts: dict[str, int] = field(default_factory=dict)  # path -> replica starts during the run
+    gpu_seconds_asleep: float = 0.0  # part of gpu_seconds: replicas asleep, GPU held
+    asleep: list[int] = field(default_factory=list)  # replicas asleep at each timeline tick
 
     def counted(self) -> list[Window]:
         """Windows that carry traffic (an idle minute has nothing to attain)."""
@@ -157,16 +176,22 @@ class RunResult:
 
 
 class Actuator:
-    def __init__(self, fleet: Fleet, cfg: RunConfig) -> None:
+    def __init__(self, fleet: Fleet, cfg: RunConfig, planner: SleepPlanner | None = None) -> None:
         self.fleet, self.cfg = fleet, cfg
+        self.planner = planner or SimSleepPlanner(cfg.sleep)
         self.draining: dict[str, float] = {}
         self.seq = 0
 
     def apply(self, now: float, desired: int) -> None:
-        active = [rid for rid in self.fleet.live() if rid not in self.draining]
+        active = [rid for rid in self.fleet.awake() if rid not in self.draining]
         if desired > len(active):
             for _ in range(desired - len(active)):
-                self.fleet.add_replica(f"r{self.seq:05d}", ready_at_s=now + self.cfg.time_to_ready_s)
+                sleeper = self.planner.wake(self.fleet.sleepers())
+                if sleeper is not None:  # wake before restore or cold
+                    self.fleet.wake(sleeper)
+                    continue
+                ready = now + self.cfg.time_to_ready_s
+                self.fleet.add_replica(f"r{self.seq:05d}", ready_at_s=ready, path=self.cfg.start_path)
                 self.seq += 1
         elif desired < len(active):
             slots = self.fleet.slots
@@ -179,8 +204,13 @@ class Actuator:
     def reap(self, now: float) -> None:
         for rid, since in list(self.draining.items()):
             if self.fleet.slots[rid].replica.outstanding == 0 or now - since >= self.cfg.drain_timeout_s:
-                self.fleet.remove(rid)
+                if self.planner.park(len(self.fleet.asleep())):
+                    self.fleet.park(rid)
+                else:
+                    self.fleet.remove(rid)
                 del self.draining[rid]
+        for rid in self.planner.expired(self.fleet.sleepers(), now):
+            self.fleet.remove(rid)
 
 
 def run(policy: Policy, reqs: Sequence[Request], cfg: RunConfig, end_s: float | None = None) -> RunResult:
@@ -195,6 +225,7 @@ def run(policy: Policy, reqs: Sequence[Request], cfg: RunConfig, end_s: float | 
     events: list[tuple[float, int, int]] = []
     timeline: list[tuple[float, int, int]] = []
     decisions: list[tuple[float, int, int]] = []
+    asleep: list[int] = []
     i, next_decision = 0, 0.0
     for tick in range(1, int(end) + 1):
         now = float(tick)
@@ -212,12 +243,14 @@ def run(policy: Policy, reqs: Sequence[Request], cfg: RunConfig, end_s: float | 
                 events.append((now, cur, want))
                 act.apply(now, want)
             next_decision = now + policy.interval_s
-        timeline.append((now, len(fleet.live()), len(fleet.routable())))
+        timeline.append((now, len(fleet.awake()), len(fleet.routable())))
+        asleep.append(len(fleet.asleep()))
     windows = [_window(fleet, m * WINDOW_S) for m in range(int(end // WINDOW_S))]
     tot = fleet.totals()
     return RunResult(
         policy.name, windows, fleet.gpu_seconds(0.0, end), sum(w.busy_s for w in windows),
         events, timeline, decisions, tot.completed, tot.failed_total,
+        dict(fleet.starts), fleet.gpu_seconds_asleep(0.0, end), asleep,
     )  # fmt: skip
 
 

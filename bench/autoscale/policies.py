@@ -30,7 +30,9 @@ KPA algorithm in `pkg/autoscaler/scaling/autoscaler.go`):
   (only if minReplicas is 0).
 
 **Ember**: `ember.policy.autoscale.decide`, called every `decisionIntervalSeconds` with an
-`Observation` built from the fleet as the operator builds it from Prometheus.
+`Observation` built from the fleet as the operator builds it from Prometheus. While a replica is
+asleep the next start is a wake, so the observation carries the measured wake time and start path
+`wake` (issue 16: the autoscaler plans with the wake time when a sleeping replica exists).
 """
 
 from __future__ import annotations
@@ -65,11 +67,14 @@ class EmberPolicy:
         sc = self.spec.scaling
         lat = v.latency(LATENCY_WINDOW_S)
         running, waiting = v.running_waiting()
+        ttr, path = self.time_to_ready_s, self.start_path
+        if v.asleep():
+            ttr, path = v.fleet.sleep_times.wake_to_first_token_s, "wake"
         return Observation(
             now=v.now, current_replicas=v.current(), ready_replicas=v.ready(),
             qps=v.qps(sc.stable_window_seconds), qps_panic=v.qps(sc.panic_window_seconds),
             ttft_p95_s=lat.ttft_p95_s, itl_p95_s=lat.itl_p95_s, running=running, waiting=waiting,
-            kv_cache=v.kv_cache(), time_to_ready_s=self.time_to_ready_s, start_path=self.start_path,
+            kv_cache=v.kv_cache(), time_to_ready_s=ttr, start_path=path,
         )  # fmt: skip
 
     def step(self, v: FleetView) -> int:

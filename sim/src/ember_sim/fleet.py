@@ -10,6 +10,11 @@ fails with ``Outcome.QUEUE_TIMEOUT``. Its TTFT still counts from its original ar
 Lifecycle: ``add_replica`` starts the GPU-seconds meter (a replica costs from creation to removal,
 ready or not); ``drain`` stops routing to it while its accepted requests finish; ``remove`` loses
 its queued and running requests, each recorded as failed (``Outcome.REPLICA_REMOVED``).
+Sleeping (``ember_sim.sleep``): ``park`` puts a replica to sleep instead of removing it (out of the
+router, its GPU still held and counted; anything it still had fails as on removal); ``wake`` brings
+it back, routable after the rest of its sleep transition plus the measured wake time, optionally
+under a new id (the pod it now stands for). Which replica to park or wake is not decided here: the
+callers ask a ``SleepPlanner``. ``starts`` counts replica starts by path (wake, restore, cold).
 
 Accounting invariant, checked by the tests: ``submitted == completed + failed + in_flight``.
 """
@@ -23,6 +28,7 @@ from dataclasses import dataclass, field
 from ember_sim.model import EPS_S, Gauges, Replica
 from ember_sim.params import ReplicaParams
 from ember_sim.records import Outcome, Request, RequestRecord
+from ember_sim.sleep import Sleeper, SleepTimes
 from ember_sim.stats import FleetWindow, fleet_window
 
 
@@ -35,6 +41,14 @@ class ReplicaSlot:
     ready_s: float
     serving: bool = True
     removed_s: float | None = None
+    asleep_since_s: float | None = None  # parked: sleeping on its GPU since then
+    asleep_at_s: float = 0.0  # when its engine is fully asleep (a wake starts no earlier)
+    sleeps: int = 0
+    sleep_spans: list[tuple[float, float | None]] = field(default_factory=list)
+
+    @property
+    def asleep(self) -> bool:
+        return self.asleep_since_s is not None
 
     def routable(self, t: float) -> bool:
         return self.removed_s is None and self.serving and self.ready_s <= t + EPS_S
@@ -74,17 +88,64 @@ class Fleet:
     records: list[RequestRecord] = field(default_factory=list)
     record_end_s: list[float] = field(default_factory=list)
     samples: list[Sample] = field(default_factory=list)
+    sleep_times: SleepTimes = field(default_factory=SleepTimes)
+    starts: dict[str, int] = field(default_factory=dict)  # path -> replica starts (wake, restore, cold)
 
     # ---- lifecycle ----------------------------------------------------------------------------
 
-    def add_replica(self, replica_id: str, ready_at_s: float, params: ReplicaParams | None = None) -> None:
-        """Create a replica now (its GPU time starts now); it takes traffic from `ready_at_s`."""
+    def add_replica(
+        self,
+        replica_id: str,
+        ready_at_s: float,
+        params: ReplicaParams | None = None,
+        path: str | None = None,
+    ) -> None:
+        """Create a replica now (its GPU time starts now); it takes traffic from `ready_at_s`.
+
+        `path` (restore, cold) is counted in `starts`; None (the replicas a run begins with) is not."""
         if replica_id in self.slots and self.slots[replica_id].removed_s is None:
             raise ValueError(f"replica {replica_id} already exists")
         ready = max(ready_at_s, self.now_s)
         rep = Replica(replica_id, params or self.params, now_s=ready)
         self.slots[replica_id] = ReplicaSlot(rep, created_s=self.now_s, ready_s=ready)
+        if path is not None:
+            self.starts[path] = self.starts.get(path, 0) + 1
         self._dispatch()
+
+    def park(self, replica_id: str) -> list[RequestRecord]:
+        """Put a replica to sleep now: out of the router, its GPU held. Anything it still had fails
+        (as on removal; callers park after the drain). The first sleep of an engine takes
+        `first_sleep_s`, later ones `sleep_s`."""
+        slot = self._live(replica_id)
+        if slot.asleep:
+            raise ValueError(f"replica {replica_id} is already asleep")
+        slot.replica.advance(self.now_s, partial=True)
+        lost = slot.replica.fail_all(self.now_s)
+        t = self.sleep_times
+        slot.serving = False
+        slot.asleep_since_s = self.now_s
+        slot.asleep_at_s = self.now_s + (t.first_sleep_s if slot.sleeps == 0 else t.sleep_s)
+        slot.sleeps += 1
+        slot.sleep_spans.append((self.now_s, None))
+        return lost
+
+    def wake(self, replica_id: str, as_id: str | None = None) -> float:
+        """Wake a sleeping replica now (under `as_id` if given); returns when it takes traffic: once
+        its sleep transition is over, plus `wake_to_first_token_s`."""
+        slot = self._live(replica_id)
+        if not slot.asleep:
+            raise ValueError(f"replica {replica_id} is not asleep")
+        self._end_sleep(slot)
+        slot.ready_s = max(self.now_s, slot.asleep_at_s) + self.sleep_times.wake_to_first_token_s
+        slot.serving = True
+        self.starts["wake"] = self.starts.get("wake", 0) + 1
+        if as_id is not None and as_id != replica_id:
+            if as_id in self.slots and self.slots[as_id].removed_s is None:
+                raise ValueError(f"replica {as_id} already exists")
+            del self.slots[replica_id]
+            slot.replica.id = as_id
+            self.slots[as_id] = slot
+        return slot.ready_s
 
     def set_serving(self, replica_id: str, serving: bool) -> None:
         """Put a replica in or out of service (out: no new requests; its own queue still drains)."""
@@ -98,6 +159,8 @@ class Fleet:
         """Delete a replica now; its queued and running requests fail. Returns their records."""
         slot = self._live(replica_id)
         slot.replica.advance(self.now_s, partial=True)
+        if slot.asleep:
+            self._end_sleep(slot)
         slot.removed_s = self.now_s
         return slot.replica.fail_all(self.now_s)
 
@@ -131,6 +194,21 @@ class Fleet:
     def live(self) -> list[str]:
         return sorted(rid for rid, s in self.slots.items() if s.removed_s is None)
 
+    def asleep(self) -> list[str]:
+        return sorted(rid for rid, s in self.slots.items() if s.removed_s is None and s.asleep)
+
+    def awake(self) -> list[str]:
+        """Live replicas that are not asleep (starting, serving or draining)."""
+        return sorted(rid for rid, s in self.slots.items() if s.removed_s is None and not s.asleep)
+
+    def sleepers(self) -> dict[str, Sleeper]:
+        out: dict[str, Sleeper] = {}
+        for rid in self.asleep():
+            s = self.slots[rid]
+            assert s.asleep_since_s is not None
+            out[rid] = Sleeper(rid, s.asleep_since_s, s.asleep_at_s)
+        return out
+
     def routable(self) -> list[str]:
         return sorted(rid for rid, s in self.slots.items() if s.routable(self.now_s))
 
@@ -163,6 +241,16 @@ class Fleet:
             total += max(0.0, min(end, t1) - max(s.created_s, t0_s))
         return total
 
+    def gpu_seconds_asleep(self, t0_s: float = 0.0, t1_s: float | None = None) -> float:
+        """The part of `gpu_seconds` spent asleep (held, serving nothing), overlapping [t0_s, t1_s]."""
+        t1 = self.now_s if t1_s is None else t1_s
+        total = 0.0
+        for s in self.slots.values():
+            for a, b in s.sleep_spans:
+                end = self.now_s if b is None else b
+                total += max(0.0, min(end, t1) - max(a, t0_s))
+        return total
+
     def window_stats(self, t0_s: float, t1_s: float) -> FleetWindow:
         """QPS, TTFT/ITL p50/p95, gauges, counts and GPU time over [t0_s, t1_s); see `ember_sim.stats`."""
         if t1_s > self.now_s + EPS_S:
@@ -178,6 +266,11 @@ class Fleet:
         if slot is None or slot.removed_s is not None:
             raise KeyError(f"no live replica {replica_id}")
         return slot
+
+    def _end_sleep(self, slot: ReplicaSlot) -> None:
+        a, _ = slot.sleep_spans[-1]
+        slot.sleep_spans[-1] = (a, self.now_s)
+        slot.asleep_since_s = None
 
     def _advance(self, t_s: float, partial: bool) -> None:
         """Advance through fleet events (a replica becoming ready, a queue timeout) in time order."""
