@@ -22,6 +22,7 @@ from ember_sim.fleet import Fleet
 from ember_sim.live import LiveRunner, Membership, StaticMembership
 from ember_sim.params import load_params
 from ember_sim.records import Request
+from ember_sim.sleep import SimSleepPlanner, SleepConfig
 from ember_sim.trace import load_trace, piecewise
 
 
@@ -65,6 +66,11 @@ def parser() -> argparse.ArgumentParser:
     live.add_argument("--status-file", type=Path, help="status JSON to write (request totals)")
     live.add_argument("--until-s", type=float, default=None, help="stop after this many seconds")
     live.add_argument("--exit-when-done", action="store_true", help="stop once the trace is served")
+    live.add_argument("--max-sleeping", type=int, default=0,
+                      help="cluster mode: park a deleted pod's replica (asleep, GPU held) while fewer "
+                           "than this sleep; 0: off (spec.scaling.sleep.maxSleeping)")  # fmt: skip
+    live.add_argument("--sleep-delete-after-s", type=float, default=1800.0,
+                      help="remove a replica asleep this long (spec.scaling.sleep.deleteAfterSeconds)")  # fmt: skip
     live.add_argument("--serve-http", action="store_true",
                       help="replicas also answer vLLM's OpenAI API on their port (ember_sim.openai)")  # fmt: skip
     sim = sub.add_parser("simulate", help="pure simulation in virtual time; prints per-window stats")
@@ -86,8 +92,10 @@ def run_live(args: argparse.Namespace) -> int:
         membership = watcher
     else:
         membership = StaticMembership.of(args.replicas)
+    planner = SimSleepPlanner(SleepConfig(args.max_sleeping, args.sleep_delete_after_s))
     runner = LiveRunner(fleet, requests_from(args), membership, args.name, args.namespace,
-                        args.targets_file, args.status_file, serve_http=args.serve_http)  # fmt: skip
+                        args.targets_file, args.status_file, serve_http=args.serve_http,
+                        sleep=planner)  # fmt: skip
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

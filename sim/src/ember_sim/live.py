@@ -10,7 +10,12 @@ replicas match the membership source (static, or the pods Kubernetes reports, se
 
 - a Prometheus ``file_sd`` targets file: one entry per live replica,
   ``{"targets": ["127.0.0.1:<port>"], "labels": {"namespace", "pod", "inferenceservice"}}``;
-- a status file (JSON) with request totals, so tests can assert that nothing was lost.
+- a status file (JSON) with request totals, so tests can assert that nothing was lost, and the
+  replicas by state: serving, sleeping, starting (pods not yet mirrored, and woken replicas still
+  inside their wake time).
+
+A sleeping replica (parked by the ``SleepPlanner``, see ``ember_sim.membership``) has no
+``/metrics`` server and no target: it serves nothing, but its GPU time is counted.
 
 Both are written atomically (write, then rename) so readers never see half a file.
 """
@@ -31,6 +36,7 @@ from ember_sim.fleet import Fleet
 from ember_sim.membership import Action, PodView, plan_membership
 from ember_sim.openai import OpenAIFront
 from ember_sim.records import Request
+from ember_sim.sleep import SimSleepPlanner, SleepConfig, SleepPlanner
 
 
 class Membership(Protocol):
@@ -75,6 +81,9 @@ class LiveRunner:
     _written_targets: list[dict[str, Any]] | None = None
     serve_http: bool = False  # replicas also answer vLLM's OpenAI API (ember_sim.openai)
     served_names: tuple[str, ...] = ()
+    sleep: SleepPlanner = field(default_factory=lambda: SimSleepPlanner(SleepConfig()))  # off
+    woken: set[str] = field(default_factory=set)  # replicas standing for a pod through a wake
+    _pods: dict[str, PodView] = field(default_factory=dict)
 
     def start(self) -> LiveRunner:
         self._t0 = self.clock()
@@ -96,7 +105,12 @@ class LiveRunner:
                 self.fleet.submit(self.requests[self._next])
                 self._next += 1
             self.fleet.advance(t, sample=False)
-            self._apply(plan_membership(self._serving(), self.membership.snapshot()))
+            self._pods = self.membership.snapshot()
+            self.woken &= set(self._pods)
+            plan = plan_membership(
+                self._serving(), self._pods, self.fleet.sleepers(), self.sleep, self.woken, self.fleet.now_s
+            )
+            self._apply(plan)
             targets, status = self._targets(), self.status()
         if self.targets_path is not None and targets != self._written_targets:
             write_atomic(self.targets_path, targets)
@@ -123,7 +137,16 @@ class LiveRunner:
         """Totals (invariant: submitted = completed + failed_total + in_flight) and per-replica gauges."""
         tot = self.fleet.totals()
         replicas = {}
-        for rid in self.fleet.live():
+        now = self.fleet.now_s
+        awake = self.fleet.awake()
+        unmirrored = [p for n, p in self._pods.items() if n not in awake]
+        waking = [r for r in awake if self.fleet.slots[r].ready_s > now]
+        states = {
+            "serving": len(self.fleet.routable()),
+            "sleeping": len(self.fleet.asleep()),
+            "starting": sum(not p.terminating for p in unmirrored) + len(waking),
+        }
+        for rid in awake:
             slot = self.fleet.slots[rid]
             g = slot.replica.gauges(self.fleet.now_s)
             replicas[rid] = {
@@ -145,13 +168,16 @@ class LiveRunner:
             "in_flight": tot.in_flight,
             "fleet_queue": tot.fleet_queue,
             "gpu_seconds": self.fleet.gpu_seconds(),
+            "gpu_seconds_asleep": self.fleet.gpu_seconds_asleep(),
+            "starts": dict(self.fleet.starts),
+            "states": states,
             "replicas": replicas,
         }
 
     # ---- internals ----------------------------------------------------------------------------
 
     def _serving(self) -> dict[str, bool]:
-        return {rid: self.fleet.slots[rid].serving for rid in self.fleet.live()}
+        return {rid: self.fleet.slots[rid].serving for rid in self.fleet.awake()}
 
     def _apply(self, actions: list[Action]) -> None:
         for act in actions:
@@ -159,29 +185,35 @@ class LiveRunner:
                 self.fleet.add_replica(act.replica, ready_at_s=self.fleet.now_s)
                 if not act.serving:
                     self.fleet.set_serving(act.replica, False)
-                rep = self.fleet.slots[act.replica].replica
-                front = (
-                    OpenAIFront(
-                        self.fleet,
-                        act.replica,
-                        self.lock,
-                        self.now,
-                        self.served_names or (self.inferenceservice,),
-                    )
-                    if self.serve_http
-                    else None
-                )
-                self.exporters[act.replica] = ReplicaExporter(
-                    rep, self.lock, lambda: self.fleet.now_s, front=front
-                ).start()
+                self._export(act.replica)
+            elif act.kind == "wake":
+                assert act.as_pod is not None
+                self.fleet.wake(act.replica, as_id=act.as_pod)
+                if not act.serving:
+                    self.fleet.set_serving(act.as_pod, False)
+                self.woken.add(act.as_pod)
+                self._export(act.as_pod)
             elif act.kind == "serving":
                 self.fleet.set_serving(act.replica, act.serving)
             else:
-                self.fleet.remove(act.replica)
+                if act.kind == "park":
+                    self.fleet.park(act.replica)
+                else:
+                    self.fleet.remove(act.replica)
+                self.woken.discard(act.replica)
                 exp = self.exporters.pop(act.replica, None)
                 if exp is not None:
                     # stopping joins the server thread; a scrape in flight waits on self.lock
                     threading.Thread(target=exp.stop, daemon=True).start()
+
+    def _export(self, rid: str) -> None:
+        rep = self.fleet.slots[rid].replica
+        front = (
+            OpenAIFront(self.fleet, rid, self.lock, self.now, self.served_names or (self.inferenceservice,))
+            if self.serve_http
+            else None
+        )
+        self.exporters[rid] = ReplicaExporter(rep, self.lock, lambda: self.fleet.now_s, front=front).start()
 
     def _targets(self) -> list[dict[str, Any]]:
         return [

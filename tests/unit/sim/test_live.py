@@ -80,3 +80,49 @@ def test_draining_a_pod_loses_nothing_and_deleting_one_counts_its_requests_as_fa
         assert max(runner.fleet.slots["sim-0"].replica.routed_at_s) <= 5.0 + 1e-9
     finally:
         runner.close()
+
+
+def test_a_deleted_pod_sleeps_and_a_new_pod_wakes_it_with_the_measured_time(tmp_path: Path) -> None:
+    from ember_sim.sleep import SimSleepPlanner, SleepConfig
+
+    runner, clock, members = make(tmp_path)
+    runner.sleep = SimSleepPlanner(SleepConfig(max_sleeping=1, delete_after_s=100.0))
+    try:
+        runner.start()
+        run_for(runner, clock, 30.0)  # the trace is served
+        del members.pods["sim-1"]
+        run_for(runner, clock, 20.0)  # longer than the first sleep (9.16 s)
+        status = json.loads((tmp_path / "status.json").read_text())
+        assert status["states"] == {"serving": 1, "sleeping": 1, "starting": 0}
+        assert [e["labels"]["pod"] for e in json.loads((tmp_path / "sd.json").read_text())] == ["sim-0"]
+        assert status["gpu_seconds"] >= 2 * 50.0 - 0.5  # asleep, still held
+        assert status["gpu_seconds_asleep"] >= 19.5
+        members.pods["sim-7"] = PodView("sim-7", False, True)  # a new pod, not Ready
+        run_for(runner, clock, 0.1)
+        status = json.loads((tmp_path / "status.json").read_text())
+        assert status["states"] == {"serving": 1, "sleeping": 0, "starting": 1}  # waking
+        assert status["starts"] == {"wake": 1}
+        run_for(runner, clock, 0.2)
+        assert json.loads((tmp_path / "status.json").read_text())["states"]["serving"] == 1  # 0.2 s after the wake
+        run_for(runner, clock, 0.3)  # 0.5 s after the wake: past its 0.408 s
+        status = json.loads((tmp_path / "status.json").read_text())
+        assert status["states"] == {"serving": 2, "sleeping": 0, "starting": 0}
+        assert sorted(e["labels"]["pod"] for e in json.loads((tmp_path / "sd.json").read_text())) == [
+            "sim-0",
+            "sim-7",
+        ]
+    finally:
+        runner.close()
+
+
+def test_without_sleeping_a_new_pod_is_starting_until_ready(tmp_path: Path) -> None:
+    runner, clock, members = make(tmp_path, n=1)
+    try:
+        runner.start()
+        members.pods["sim-5"] = PodView("sim-5", False, True)
+        run_for(runner, clock, 1.0)
+        status = json.loads((tmp_path / "status.json").read_text())
+        assert status["states"] == {"serving": 1, "sleeping": 0, "starting": 1}
+        assert status["starts"] == {}
+    finally:
+        runner.close()

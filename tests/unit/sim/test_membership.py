@@ -60,3 +60,50 @@ def test_a_terminating_pod_stops_taking_requests_and_a_deleted_one_is_removed() 
 def test_a_matching_fleet_needs_no_action() -> None:
     pods = {"a": PodView("a", True, True), "b": PodView("b", True, False)}
     assert plan_membership({"a": True, "b": False}, pods) == []
+
+
+# ---- sleeping replicas (ember_sim.sleep) ------------------------------------------------------
+
+from ember_sim.sleep import SimSleepPlanner, SleepConfig, Sleeper  # noqa: E402
+
+ON = SimSleepPlanner(SleepConfig(max_sleeping=1, delete_after_s=60.0))
+
+
+def test_a_deleted_pod_parks_its_replica_under_the_bound_and_is_removed_past_it() -> None:
+    assert plan_membership({"a": False}, {}, {}, ON) == [Action("park", "a")]
+    assert plan_membership({"a": False, "b": False}, {}, {}, ON) == [
+        Action("park", "a"),
+        Action("remove", "b"),
+    ]
+    assert plan_membership({"a": False}, {}, {"z": Sleeper("z", 0.0, 1.0)}, ON) == [Action("remove", "a")]
+    assert plan_membership({"a": False}, {}) == [Action("remove", "a")]  # no planner: as before
+
+
+def test_a_new_pod_wakes_a_sleeper_instead_of_waiting_for_its_start() -> None:
+    asleep = {"a": Sleeper("a", 0.0, 1.0)}
+    new = {"b": PodView("b", False, True)}  # created, not Ready yet: kwok's delay is the cold start
+    assert plan_membership({}, new, asleep, ON, now_s=5.0) == [Action("wake", "a", True, as_pod="b")]
+    assert plan_membership({}, new, {}, ON) == []  # no sleeper: wait for Ready, as before
+
+
+def test_a_new_pod_reusing_a_sleepers_name_wakes_that_one() -> None:
+    asleep = {"a": Sleeper("a", 0.0, 1.0), "b": Sleeper("b", 9.0, 10.0)}
+    two = SimSleepPlanner(SleepConfig(max_sleeping=2))
+    assert plan_membership({}, {"a": PodView("a", False, True)}, asleep, two) == [
+        Action("wake", "a", True, as_pod="a")
+    ]
+
+
+def test_a_woken_replica_serves_before_its_pod_is_ready_and_leaves_when_draining() -> None:
+    pods = {"b": PodView("b", False, True)}
+    assert plan_membership({"b": True}, pods, {}, ON, woken={"b"}) == []
+    assert plan_membership({"b": True}, pods, {}, ON) == [Action("serving", "b", False)]  # not woken
+    assert plan_membership({"b": True}, {"b": PodView("b", False, False)}, {}, ON, woken={"b"}) == [
+        Action("serving", "b", False)
+    ]
+
+
+def test_a_sleeper_past_delete_after_is_removed_and_not_woken() -> None:
+    asleep = {"a": Sleeper("a", 0.0, 1.0)}
+    new = {"b": PodView("b", False, True)}
+    assert plan_membership({}, new, asleep, ON, now_s=60.0) == [Action("remove", "a")]
