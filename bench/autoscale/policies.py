@@ -32,7 +32,9 @@ KPA algorithm in `pkg/autoscaler/scaling/autoscaler.go`):
 **Ember**: `ember.policy.autoscale.decide`, called every `decisionIntervalSeconds` with an
 `Observation` built from the fleet as the operator builds it from Prometheus. While a replica is
 asleep the next start is a wake, so the observation carries the measured wake time and start path
-`wake` (issue 16: the autoscaler plans with the wake time when a sleeping replica exists).
+`wake` (issue 16: the autoscaler plans with the wake time when a sleeping replica exists);
+``plan_with_wake=False`` keeps the created replicas' path and time instead (a variant the sleeping
+benchmark compares).
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ class EmberPolicy:
     time_to_ready_s: float
     start_path: str = "cold"
     name: str = "ember"
+    plan_with_wake: bool = True
     state: AutoscalerState = field(default_factory=AutoscalerState)
     log: list[Decision] = field(default_factory=list)
 
@@ -68,7 +71,7 @@ class EmberPolicy:
         lat = v.latency(LATENCY_WINDOW_S)
         running, waiting = v.running_waiting()
         ttr, path = self.time_to_ready_s, self.start_path
-        if v.asleep():
+        if self.plan_with_wake and v.asleep():
             ttr, path = v.fleet.sleep_times.wake_to_first_token_s, "wake"
         return Observation(
             now=v.now, current_replicas=v.current(), ready_replicas=v.ready(),

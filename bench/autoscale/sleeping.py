@@ -1,6 +1,7 @@
 """`python -m bench.autoscale.sleeping`: the autoscale benchmark with sleeping replicas enabled vs not.
 
-Same trace, same simulated replicas, same start time, same SLO; each policy runs twice, with
+Same trace, same simulated replicas, same start time, same SLO; each policy runs twice (``ember-plan-cold`` is Ember's policy told the created replicas'
+start time even while a replica sleeps, against ``ember``, which plans with the wake time then), with
 ``maxSleeping`` 0 (every scale-down deletes, as today) and N (a drained replica sleeps on its GPU
 while fewer than N are asleep, is deleted after ``deleteAfterSeconds``, and a scale-up wakes one in
 the H200's measured 0.408 s before it restores or cold-starts). Reports per run: SLO windows met,
@@ -33,6 +34,7 @@ from ember_sim.trace import load_trace
 
 from bench.autoscale.harness import WINDOW_S, RunConfig, run
 from bench.autoscale.loadtest import edge
+from bench.autoscale.policies import EmberPolicy
 from bench.autoscale.runner import DEFAULT_TRACE, policies
 
 COLUMNS = [
@@ -57,7 +59,11 @@ def rows_for(
     out: list[dict[str, object]] = []
     for n in (0, max_sleeping):
         c = replace(cfg, sleep=replace(cfg.sleep, max_sleeping=n))
-        for pol, _ in policies(c, lt):
+        pols = [p for p, _ in policies(c, lt)]
+        ember = next(p for p in pols if isinstance(p, EmberPolicy))
+        pols.append(EmberPolicy(ember.spec, ember.time_to_ready_s, ember.start_path, name="ember-plan-cold",
+                                plan_with_wake=False))  # fmt: skip
+        for pol in pols:
             name = pol.name  # type: ignore[attr-defined]
             if name not in names:
                 continue
@@ -126,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--time-to-ready", type=float, default=60.0, help="start time of a created replica, s")
     p.add_argument("--max-sleeping", type=int, default=4)
     p.add_argument("--delete-after", type=float, default=1800.0, help="deleteAfterSeconds")
-    p.add_argument("--policies", nargs="+", default=["ember", "hpa+keda"])
+    p.add_argument("--policies", nargs="+", default=["ember", "ember-plan-cold", "hpa+keda"])
     p.add_argument("--out", type=Path, default=Path("docs"))
     p.add_argument("--tag", required=True, help="file name stem under --out")
     p.add_argument("--json", type=Path, default=None, help="benchmarks.json to add the entries to")

@@ -46,6 +46,12 @@ def args() -> argparse.Namespace:
     ap.add_argument("--speed", type=float, default=10, help="time compression (10: 10x faster)")
     ap.add_argument("--rate-scale", type=float, default=0.2, help="keep this share of the requests")
     ap.add_argument("--ready-after-s", type=float, default=5, help="simulated replica start time")
+    ap.add_argument(
+        "--max-sleeping",
+        type=int,
+        default=2,
+        help="simulated replicas that sleep instead of being deleted (0: off); they wake in the H200's 0.408 s",
+    )
     ap.add_argument("--cooldown-s", type=float, default=90, help="max wait for the scale-down afterwards")
     ap.add_argument("--prometheus-port", type=int, default=9090, help="port of the demo's Prometheus")
     ap.add_argument("--workdir", type=Path, default=Path(".ember/demo"), help="state, logs and the plot")
@@ -73,20 +79,34 @@ def view(obj: dict[str, Any], sim: dict[str, Any], progress: Progress) -> Group:
     o = st.get("observed") or {}
     wb = st.get("warmBuffer") or {}
     t = Table(title="InferenceService demo/chat (interactive SLO)", expand=True)
-    for c in ("desired", "ready", "buffer", "QPS", "TTFT p95", "ITL p95", "last decision"):
+    states = sim.get("states") or {}
+    for c in (
+        "desired",
+        "serving",
+        "sleeping",
+        "starting",
+        "buffer",
+        "QPS",
+        "TTFT p95",
+        "ITL p95",
+        "last decision",
+    ):
         t.add_column(c)
     t.add_row(
         str(st.get("desiredReplicas", "-")),
-        str(st.get("readyReplicas", "-")),
+        str(states.get("serving", "-")),
+        str(states.get("sleeping", "-")),
+        str(states.get("starting", "-")),
         f"{wb.get('ready', 0)}/{wb.get('desired', 0)}",
         fmt(o.get("qps")),
         fmt(o.get("ttftP95Ms"), 500, " ms"),
         fmt(o.get("itlP95Ms"), 50, " ms"),
         f"{d.get('reason', '-')}: {d.get('message', '')}"[:90],
     )
+    starts = ", ".join(f"{k} {v}" for k, v in sorted((sim.get("starts") or {}).items())) or "none yet"
     done = (
         f"requests: {sim.get('completed', 0)} completed, {sim.get('failed_total', 0)} failed, "
-        f"{sim.get('in_flight', 0)} in flight"
+        f"{sim.get('in_flight', 0)} in flight; starts: {starts}"
     )
     return Group(progress, t, done)
 
@@ -101,7 +121,10 @@ def run(a: argparse.Namespace) -> int:
             f"[bold]ember demo[/]: replaying {a.trace.name} [{a.offset_s:g}s, +{a.duration_s:g}s] "
             f"at {a.speed:g}x, {a.rate_scale:g} of the requests ({wall:.0f} s), then cool-down"
         )
-        stack.start_traffic(a.trace, a.speed, a.rate_scale, a.offset_s, a.duration_s)
+        # deleteAfterSeconds (default 1800) compressed like the trace
+        stack.start_traffic(
+            a.trace, a.speed, a.rate_scale, a.offset_s, a.duration_s, a.max_sleeping, 1800 / a.speed
+        )
         progress = Progress(
             TextColumn("trace"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"), TimeRemainingColumn()
         )
@@ -116,6 +139,7 @@ def run(a: argparse.Namespace) -> int:
                     sim = json.loads(stack.sim_status.read_text() or "{}")
                 st = obj.get("status", {})
                 d, o = st.get("lastDecision") or {}, st.get("observed") or {}
+                states = sim.get("states") or {}
                 rec.samples.append(
                     Sample(
                         now,
@@ -126,6 +150,9 @@ def run(a: argparse.Namespace) -> int:
                         o.get("ttftP95Ms"),
                         o.get("itlP95Ms"),
                         d.get("reason", ""),
+                        states.get("serving", 0),
+                        states.get("sleeping", 0),
+                        states.get("starting", 0),
                     )
                 )
                 if now - last_window >= 10:
@@ -139,7 +166,11 @@ def run(a: argparse.Namespace) -> int:
                     break
                 time.sleep(1)
         summary = rec.summary(
-            sim.get("gpu_seconds", 0.0), sim.get("completed", 0), sim.get("failed_total", 0)
+            sim.get("gpu_seconds", 0.0),
+            sim.get("completed", 0),
+            sim.get("failed_total", 0),
+            sim.get("gpu_seconds_asleep", 0.0),
+            sim.get("starts"),
         )
         png = a.workdir.resolve() / "demo.png"
         plot(rec, png, f"Ember demo: {a.trace.name} x{a.speed:g}, interactive SLO")

@@ -19,6 +19,11 @@ class Sample:
     ttft_p95_ms: float | None
     itl_p95_ms: float | None
     reason: str
+    # the simulator's replicas by state (ember_sim.live status "states"): in the Service; asleep on
+    # their GPU (parked instead of deleted, ember_sim.sleep); created or woken, not serving yet
+    serving: int = 0
+    sleeping: int = 0
+    starting: int = 0
 
 
 @dataclass
@@ -45,12 +50,22 @@ class Record:
         ok = [x for x in w if x.ttft_p95_ms <= self.ttft_target_ms and x.itl_p95_ms <= self.itl_target_ms]  # type: ignore[operator]
         return len(ok) / len(w)
 
-    def summary(self, gpu_seconds: float, completed: int, failed: int) -> dict[str, object]:
+    def summary(
+        self,
+        gpu_seconds: float,
+        completed: int,
+        failed: int,
+        gpu_seconds_asleep: float = 0.0,
+        starts: dict[str, int] | None = None,
+    ) -> dict[str, object]:
         att = self.attainment()
         return {
             "slo_attainment": None if att is None else round(att, 4),
             "windows": len(self.windows),
             "gpu_hours": round(gpu_seconds / 3600, 4),
+            "gpu_hours_asleep": round(gpu_seconds_asleep / 3600, 4),
+            "starts_by_path": ", ".join(f"{k} {v}" for k, v in sorted((starts or {}).items())) or "-",
+            "max_sleeping_seen": max((s.sleeping for s in self.samples), default=0),
             "scale_events": sum(
                 a.desired != b.desired for a, b in zip(self.samples, self.samples[1:], strict=False)
             ),
@@ -103,7 +118,9 @@ def plot(rec: Record, path: Path, title: str) -> None:
     t = [s.t for s in rec.samples]
     fig, (a, b) = plt.subplots(2, 1, figsize=(10, 6.5), sharex=True)
     a.step(t, [s.desired for s in rec.samples], where="post", label="desired replicas")
-    a.step(t, [s.ready for s in rec.samples], where="post", label="ready replicas")
+    a.step(t, [s.serving for s in rec.samples], where="post", label="serving")
+    a.step(t, [s.sleeping for s in rec.samples], where="post", label="sleeping (GPU held)")
+    a.step(t, [s.starting for s in rec.samples], where="post", label="starting / waking", ls=":")
     a.step(t, [s.buffer for s in rec.samples], where="post", label="warm buffer (placeholders)", alpha=0.6)
     a2 = a.twinx()
     a2.plot(t, [s.qps or 0 for s in rec.samples], color="grey", alpha=0.5, label="QPS")

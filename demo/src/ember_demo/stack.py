@@ -170,7 +170,14 @@ class Stack:
         self.kubectl("apply", "-f", "-", input=yaml.safe_dump(service_manifest(ready_after_s)))
 
     def start_traffic(
-        self, trace: Path, speed: float, rate_scale: float, offset_s: float, duration_s: float
+        self,
+        trace: Path,
+        speed: float,
+        rate_scale: float,
+        offset_s: float,
+        duration_s: float,
+        max_sleeping: int = 0,
+        sleep_delete_after_s: float = 1800.0,
     ) -> None:
         assert self.cluster is not None
         self.sim_status = self.workdir / "sim-status.json"
@@ -201,6 +208,10 @@ class Stack:
                 str(self.sd),
                 "--status-file",
                 str(self.sim_status),
+                "--max-sleeping",
+                str(max_sleeping),
+                "--sleep-delete-after-s",
+                str(sleep_delete_after_s),
             ],
         )
 
