@@ -3,9 +3,11 @@
     python -m ember_demo [--speed 10] [--duration-s 1200] [--rate-scale 0.2] [--trace CSV]
 
 Brings up the control plane with fake H100 nodes, applies the CRDs, installs the chart, starts
-Prometheus, the operator and the replica simulator, creates the InferenceService `chat`, replays the
-trace (time-compressed by --speed and thinned by --rate-scale, so ~10 req/s reach the replicas), shows
-a live view, waits for the scale-down after the traffic, prints a summary and writes a PNG plot.
+Prometheus, the operator, the activator and the replica simulator, creates the InferenceServices `chat`
+and `agent` (minReplicas 0), replays the trace at `chat` (time-compressed by --speed and thinned by
+--rate-scale, so ~10 req/s reach the replicas), shows a live view, waits for the scale-down after the
+traffic; then scene 2 sends a few requests at once to `agent`, still at zero, through the activator
+(held, activation and its ETA, answered: ember_demo.fromzero), prints a summary and writes a PNG plot.
 Ctrl-C stops everything.
 """
 
@@ -24,6 +26,7 @@ from rich.live import Live
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from ember_demo.fromzero import run_scene
 from ember_demo.report import Record, Sample, Window, plot, prometheus_window
 from ember_demo.stack import NAME, NAMESPACE, ROOT, Stack
 
@@ -53,6 +56,12 @@ def args() -> argparse.Namespace:
         help="simulated replicas that sleep instead of being deleted (0: off); they wake in the H200's 0.408 s",
     )
     ap.add_argument("--cooldown-s", type=float, default=90, help="max wait for the scale-down afterwards")
+    ap.add_argument(
+        "--from-zero-requests",
+        type=int,
+        default=6,
+        help="scene 2: requests sent at once to the service at zero, through the activator (0: skip)",
+    )
     ap.add_argument("--prometheus-port", type=int, default=9090, help="port of the demo's Prometheus")
     ap.add_argument("--workdir", type=Path, default=Path(".ember/demo"), help="state, logs and the plot")
     return ap.parse_args()
@@ -172,6 +181,9 @@ def run(a: argparse.Namespace) -> int:
             sim.get("gpu_seconds_asleep", 0.0),
             sim.get("starts"),
         )
+        if a.from_zero_requests:
+            scene = run_scene(stack, console, a.from_zero_requests, ready_after_s=a.ready_after_s)
+            summary.update(scene.summary())
         png = a.workdir.resolve() / "demo.png"
         plot(rec, png, f"Ember demo: {a.trace.name} x{a.speed:g}, interactive SLO")
         rec.save(a.workdir.resolve() / "demo.json", summary)

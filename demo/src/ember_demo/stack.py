@@ -4,6 +4,7 @@ log to read; `close()` stops whatever was started, in reverse order."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -18,6 +19,8 @@ import httpx
 import yaml
 from ember_cluster import ComponentFailed, GPUNodePool, LocalCluster, Prometheus
 from ember_cluster.procs import free_port
+
+from ember_demo.fromzero import AGENT, activator_objects, agent_manifest
 
 ROOT = Path(__file__).resolve().parents[3]
 NAME, NAMESPACE = "chat", "demo"
@@ -125,6 +128,7 @@ class Stack:
             "wait", "--for=condition=established", "--timeout=60s", "crd/inferenceservices.serving.ember.dev"
         )
         self.kubectl("create", "namespace", NAMESPACE)
+        self.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(activator_objects(NAMESPACE)))
         self.helm(
             "install",
             "ember",
@@ -142,9 +146,11 @@ class Stack:
         say(f"prometheus on http://127.0.0.1:{self.prometheus_port}")
         self.sd = self.workdir / "targets.json"
         self.sd.write_text("[]")
+        self.agent_sd = self.workdir / "agent-targets.json"
+        self.agent_sd.write_text("[]")
         self.prometheus = Prometheus(
             self.workdir / "prometheus",
-            file_sd={"vllm": [self.sd]},
+            file_sd={"vllm": [self.sd, self.agent_sd]},
             scrape_interval_s=1.0,
             port=self.prometheus_port,
         ).start()
@@ -161,6 +167,7 @@ class Stack:
                 "EMBER_RESYNC_INTERVAL_SECONDS": "2",
                 "EMBER_COLD_START_SECONDS": str(ready_after_s + 2),
                 "EMBER_METRICS_LAG_SECONDS": "2",
+                "EMBER_ACTIVATOR_SERVICE": f"{NAMESPACE}/ember-activator",
                 "PYTHONUNBUFFERED": "1",
             },
         )
@@ -168,6 +175,68 @@ class Stack:
             op, "operator", lambda: httpx.get(f"http://127.0.0.1:{health}/healthz", timeout=1).is_success
         )
         self.kubectl("apply", "-f", "-", input=yaml.safe_dump(service_manifest(ready_after_s)))
+        say(f"the activator, and the InferenceService '{AGENT}' (minReplicas 0: at zero until scene 2)")
+        self.kubectl("apply", "-f", "-", input=yaml.safe_dump(agent_manifest(NAMESPACE, ready_after_s)))
+        self._start_agent_replicas()
+        self._start_activator()
+
+    # ------------------------------------------------------------------------- scene 2: from zero
+    namespace = NAMESPACE
+
+    def _start_agent_replicas(self) -> None:
+        """The agent's simulated replicas answer vLLM's OpenAI API over HTTP; no traffic of their own."""
+        assert self.cluster is not None
+        self.spawn("simulator-agent", [
+            sys.executable, "-m", "ember_sim.cli", "live", "--synthetic", "1:0", "--serve-http",
+            "--kubeconfig", str(self.cluster.kubeconfig), "--namespace", NAMESPACE, "--name", AGENT,
+            "--targets-file", str(self.agent_sd), "--status-file", str(self.workdir / "agent-status.json"),
+        ])  # fmt: skip
+
+    def _start_activator(self) -> None:
+        assert self.cluster is not None
+        port, metrics = free_port(), free_port()
+        self.activator_url = f"http://127.0.0.1:{port}"
+        self.activator_metrics_url = f"http://127.0.0.1:{metrics}/metrics"
+        self.activator_log = self.log("activator")
+        a = self.spawn("activator", [sys.executable, "-m", "ember_activator.main"], env={
+            "EMBER_ACTIVATOR_KUBECONFIG": str(self.cluster.kubeconfig),
+            "EMBER_ACTIVATOR_NAMESPACES": json.dumps([NAMESPACE]),
+            "EMBER_ACTIVATOR_IDENTITY": "activator-demo",
+            "EMBER_ACTIVATOR_PORT": str(port),
+            "EMBER_ACTIVATOR_METRICS_PORT": str(metrics),
+            "EMBER_ACTIVATOR_HOLD_TIMEOUT_SECONDS": "90",
+            # kwok pods have no network: pod -> 127.0.0.1:port from the simulator's targets file
+            "EMBER_ACTIVATOR_ADDRESS_MAP_FILE": str(self.agent_sd),
+            "EMBER_LOG_FORMAT": "json",
+            "PYTHONUNBUFFERED": "1",
+        })  # fmt: skip
+        self._wait(
+            a, "activator", lambda: httpx.get(f"http://127.0.0.1:{metrics}/readyz", timeout=1).is_success
+        )
+
+    def isvc(self, name: str) -> dict[str, Any]:
+        return dict(json.loads(self.kubectl("get", "eis", name, "-n", NAMESPACE, "-o", "json")))
+
+    def route(self, name: str) -> str:
+        """Where the service's traffic goes: the route label of the EndpointSlice Ember owns."""
+        try:
+            out = self.kubectl("get", "endpointslice", f"{name}-ember", "-n", NAMESPACE, "-o", "json")
+        except ComponentFailed:
+            return ""
+        return str(json.loads(out)["metadata"].get("labels", {}).get("serving.ember.dev/route", ""))
+
+    def replica_pods(self, name: str) -> list[str]:
+        out = self.kubectl(
+            "get",
+            "pods",
+            "-n",
+            NAMESPACE,
+            "-l",
+            f"serving.ember.dev/inferenceservice={name},serving.ember.dev/component=replica",
+            "-o",
+            "name",
+        )
+        return out.split()
 
     def start_traffic(
         self,

@@ -1,5 +1,6 @@
 """`make demo` in its short mode: it must scale up under the replayed trace, back down after it, lose no
-request, and write its plot and record."""
+request, bring the service at zero back through the activator with every held request answered, and
+write its plot and record."""
 
 from __future__ import annotations
 
@@ -41,5 +42,9 @@ def test_demo_short_mode_scales_up_and_back_down_and_writes_the_plot(tmp_path: P
     assert summary["max_desired"] >= 2, summary
     assert summary["final_desired"] == 1, summary
     assert summary["requests_completed"] > 200 and summary["requests_failed"] == 0, summary
+    # scene 2: at zero behind the activator, the burst held, the demand pushed, every request answered
+    assert summary["from_zero_route_before"] == "activator", summary
+    assert summary["from_zero_answered"] == summary["from_zero_requests"] == 6, summary
+    assert summary["from_zero_max_held"] >= 1 and summary["from_zero_start_path"] != "-", summary
     assert (wd / "demo.png").stat().st_size > 10_000
     assert "Summary" in r.stdout and str(wd / "demo.png") in r.stdout.replace("\n", "")
