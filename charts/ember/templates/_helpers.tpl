@@ -99,6 +99,12 @@ namespace (Role). Each rule is what a code path in operator/src/ember needs; not
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "create"]
+# Pod shaping (kube/shaping.py): before creating replicas, the Secrets and ConfigMaps a spec names
+# (engine.env valueFrom, envFrom, hfTokenSecret, template volumes) are read by name to report a
+# missing one as Degraded; only their keys are used, never a value.
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["get"]
 # Routing (kube/routing.py): the Ember-owned EndpointSlice of each Service, written by server-side
 # apply (create + patch); the activator's own slices are listed to route Services at zero to it.
 - apiGroups: ["discovery.k8s.io"]

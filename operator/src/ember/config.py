@@ -5,6 +5,9 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ember.api import labels as L
+from ember.api.rules import QUALIFIED_NAME
+from ember.api.v1alpha1 import PodTemplate
 from ember.policy.tenancy import CheckpointAccess, StorageRoot
 
 
@@ -74,6 +77,14 @@ class Settings(BaseSettings):
     allow_query_overrides: bool = False
     """Honour spec.scaling.queries (PromQL overrides). Off: an override could read any namespace's series
     back through status, so a spec that sets one gets MetricsAvailable=False (QueryOverridesNotAllowed)."""
+
+    replica_defaults: PodTemplate = Field(default_factory=PodTemplate)
+    """Pod shaping for every replica (JSON, the shape of spec.template: {"metadata": {...}, "spec":
+    {"tolerations": [...], "nodeSelector": {...}, ...}}), merged under each service's own template
+    (kube/shaping.py). Refused at start-up under the same rules as a spec's."""
+    gpu_type_label: str = Field(L.GPU_PRODUCT, max_length=317, pattern=f"^({QUALIFIED_NAME})$")
+    """Node label resources.gpuType is matched against: nvidia.com/gpu.product, as NVIDIA's GPU
+    feature discovery writes it; another key for clusters labelled otherwise."""
 
     def checkpoint_access(self) -> CheckpointAccess:
         return CheckpointAccess(

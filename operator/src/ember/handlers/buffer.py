@@ -173,7 +173,7 @@ def _execute(
                     out.append(("Normal", "PlaceholderDeleted", f"deleted {a.name} ({a.reason})"))
             else:
                 pod = P.placeholder_pod(
-                    name, ns, uid, spec, a.index, image, *_node_access(ctx, ns, name, spec)
+                    name, ns, uid, spec, a.index, image, *_node_access(ctx, ns, name, spec), ctx.shaping()
                 )
                 if ctx.api.create_pod(pod):
                     out.append(("Normal", "PlaceholderCreated", f"created {pod['metadata']['name']}"))
@@ -216,7 +216,11 @@ async def reconcile_buffer(
     )
     sizing = B.size(wb, spec.resources.gpu, samples, _capacity(spec, prev))
     image = ctx.settings.placeholder_image
-    plan = B.plan(sizing.placeholders, P.spec_hash(spec, image, *_node_access(ctx, ns, name, spec)), views)
+    plan = B.plan(
+        sizing.placeholders,
+        P.spec_hash(spec, image, *_node_access(ctx, ns, name, spec), ctx.shaping()),
+        views,
+    )
     if problem.blocks_creates:  # the API server would refuse every create: delete only
         plan = B.BufferPlan(
             [a for a in plan.actions if isinstance(a, B.DeletePlaceholder)], plan.held, plan.pending

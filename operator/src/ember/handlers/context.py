@@ -8,6 +8,7 @@ from typing import Any
 
 from ember.config import Settings
 from ember.kube.client import KubeAPI
+from ember.kube.shaping import AdminShaping
 from ember.observe.prometheus import Prometheus
 from ember.policy.observation import Observation
 from ember.telemetry.metrics import Metrics
@@ -32,6 +33,10 @@ class OperatorContext:
     buffer_store: Any = None  # the warm-buffer loop's per-object memory (handlers/buffer.py)
     routes: dict[Key, tuple[dict[str, Any], float]] = field(default_factory=dict)  # slice applied, when
     activator_cache: tuple[float, list[Any]] | None = None  # (read at, activator endpoints)
+
+    def shaping(self) -> AdminShaping:
+        """The admin's pod shaping (chart values replicaDefaults, gpuTypeLabel)."""
+        return AdminShaping(self.settings.replica_defaults, self.settings.gpu_type_label)
 
     def wake_event(self, key: Key) -> asyncio.Event:
         return self._wake.setdefault(key, asyncio.Event())

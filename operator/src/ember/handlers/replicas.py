@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -16,7 +17,7 @@ from ember.api import labels as L
 from ember.api.v1alpha1 import InferenceServiceSpec, InferenceServiceStatus
 from ember.handlers.context import OperatorContext
 from ember.handlers.status_writer import REPLICAS, apply_owned
-from ember.kube import builders, executor
+from ember.kube import builders, executor, shaping
 from ember.kube.views import pod_view
 from ember.policy import rollout
 from ember.policy.desired import desired_replicas, restore_available
@@ -46,6 +47,23 @@ def in_flight(ctx: OperatorContext, ns: str, name: str, pod: Mapping[str, Any]) 
     if started and obs.now < datetime.fromisoformat(started).timestamp() + ctx.settings.metrics_lag_seconds:
         return None
     return obs.in_flight_by_pod.get(meta.get("name", ""))
+
+
+async def _missing_reference(
+    ctx: OperatorContext, ns: str, spec: InferenceServiceSpec, admin: shaping.AdminShaping
+) -> shaping.Missing | None:
+    """The first Secret/ConfigMap (key) the replicas need that does not exist; None when all do or
+    when they cannot be read now (the pod then reports it itself)."""
+    refs = shaping.references(spec, admin)
+    if not refs:
+        return None
+    try:
+        return await asyncio.to_thread(
+            shaping.missing, refs, lambda kind, name: ctx.api.data_keys(kind, ns, name)
+        )
+    except Exception as e:  # e.g. RBAC without get on configmaps: do not block creates on it
+        log.warning("references not checked", extra={"error": executor.error_text(e)})
+        return None
 
 
 Emit = Callable[[Mapping[str, Any], str, str, str], None]  # (body, type, reason, message)
@@ -80,14 +98,20 @@ async def reconcile(
     desired, source = desired_replicas(spec, prev)
     grant = checkpoint_grant(ctx.settings.checkpoint_access(), ns, name, spec)
     granted = grant if isinstance(grant, CheckpointGrant) else None  # a refusal: handlers/checkpoint.py
+    admin = ctx.shaping()
     views = [v for p in pods if (v := pod_view(p, in_flight(ctx, ns, name, p))) is not None]
     plan = rollout.plan(
         rollout.Desired(
-            desired, builders.template_hash(spec, granted), float(spec.scaling.drain_timeout_seconds)
+            desired, builders.template_hash(spec, granted, admin), float(spec.scaling.drain_timeout_seconds)
         ),
         views,
         time.time(),
     )
+    missing = await _missing_reference(ctx, ns, spec, admin) if plan.of(rollout.Create) else None
+    if missing is not None:  # a pod would wait in CreateContainerConfigError: create none, say why
+        plan = dataclasses.replace(
+            plan, actions=tuple(a for a in plan.actions if not isinstance(a, rollout.Create))
+        )
     target = executor.Target(
         name,
         ns,
@@ -96,6 +120,7 @@ async def reconcile(
         "restore" if granted is not None and restore_available(spec, prev) else "cold",
         ctx.settings.supervisor_port,
         granted,
+        admin,
     )
     outcomes: list[executor.Outcome] = []
     if (ns, name) not in ctx.services_ok:
@@ -111,6 +136,17 @@ async def reconcile(
     undone = {o.action for o in failed if o.action is not None}
     if failed:
         conds = set_condition(conds, "Degraded", True, failed[0].reason, failed[0].message[:1000], now, gen)
+    elif missing is not None:
+        was = next((c for c in prev.conditions if c.type == "Degraded"), None)
+        if was is None or was.status != "True" or was.message != missing.message:
+            emit(body, "Warning", missing.reason, missing.message)  # once, not on every pass
+        conds = set_condition(conds, "Degraded", True, missing.reason, missing.message, now, gen)
+        if was is not None and was.status == "True" and was.last_transition_time is not None:
+            since = was.last_transition_time  # still degraded: the transition time stays
+            conds = [
+                c.model_copy(update={"last_transition_time": since}) if c.type == "Degraded" else c
+                for c in conds
+            ]
     after = prev.model_copy(
         update={
             "observed_generation": gen,

@@ -8,7 +8,7 @@ from typing import Any
 
 from ember.api import labels as L
 from ember.api.v1alpha1 import API_VERSION, KIND, InferenceServiceSpec
-from ember.kube import routing
+from ember.kube import routing, shaping
 from ember.policy.tenancy import CheckpointGrant
 
 MODEL_MOUNT = "/mnt/models"
@@ -58,15 +58,23 @@ SHM_MOUNT = "/dev/shm"
 PRESTOP_SLEEP_S = 5
 
 
-def template_hash(spec: InferenceServiceSpec, checkpoint: CheckpointGrant | None = None) -> str:
+def template_hash(
+    spec: InferenceServiceSpec,
+    checkpoint: CheckpointGrant | None = None,
+    admin: shaping.AdminShaping = shaping.DEFAULT_ADMIN,
+) -> str:
     """Hash of everything that shapes a replica pod: a change rolls the replicas (so does the admin
-    granting or withdrawing checkpoints, or moving the service's storage)."""
-    shaping = spec.model_dump(
-        by_alias=True, mode="json", include={"model", "engine", "resources", "pod_metadata", "checkpoint"}
+    granting or withdrawing checkpoints, moving the service's storage or changing replicaDefaults)."""
+    shaped = spec.model_dump(
+        by_alias=True,
+        mode="json",
+        include={"model", "engine", "resources", "pod_metadata", "checkpoint", "template"},
     )
     if checkpoint is not None:
-        shaping["grant"] = checkpoint.location
-    return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:10]
+        shaped["grant"] = checkpoint.location
+    if admin != shaping.DEFAULT_ADMIN:
+        shaped["admin"] = admin.fingerprint()
+    return hashlib.sha256(json.dumps(shaped, sort_keys=True).encode()).hexdigest()[:10]
 
 
 def selector_labels(name: str) -> dict[str, str]:
@@ -195,8 +203,10 @@ def replica_pod(
     start_path: str = "cold",
     supervisor_port: int = SUPERVISOR_PORT,
     checkpoint: CheckpointGrant | None = None,
+    admin: shaping.AdminShaping = shaping.DEFAULT_ADMIN,
 ) -> dict[str, Any]:
-    """`checkpoint`: the admin's grant (policy/tenancy.py); None builds a restricted pod without it."""
+    """`checkpoint`: the admin's grant (policy/tenancy.py); None builds a restricted pod without it.
+    `admin`: the admin's replicaDefaults and GPU label (kube/shaping.py; raises ShapingError)."""
     model, volumes, mounts = _model_arg(spec)
     r, e = spec.resources, spec.engine
     requests: dict[str, str] = {"cpu": r.cpu, "memory": r.memory}
@@ -213,7 +223,9 @@ def replica_pod(
     mounts.append({"name": "dshm", "mountPath": SHM_MOUNT})
     probe = {"httpGet": {"path": "/health", "port": "http"}}
     sup = supervisor_config(name, spec, model, supervisor_port, checkpoints=checkpoint is not None)
-    env: list[dict[str, Any]] = [{"name": v.name, "value": v.value} for v in e.env] + [
+    own_env, env_from = shaping.engine_env(spec)
+    env: list[dict[str, Any]] = [
+        *own_env,
         {"name": "EMBER_INFERENCESERVICE", "value": name},
         {"name": "EMBER_START_PATH", "value": start_path},
         {"name": "EMBER_SUPERVISOR_CONFIG_JSON", "value": json.dumps(sup, sort_keys=True)},
@@ -238,6 +250,7 @@ def replica_pod(
             {"name": "supervisor", "containerPort": supervisor_port, "protocol": "TCP"},
         ],
         "env": env,
+        **({"envFrom": env_from} if env_from else {}),
         "resources": {"requests": requests, "limits": limits},
         # cold starts take minutes: the startup probe allows 30 min before liveness applies
         "startupProbe": {**probe, "periodSeconds": 5, "failureThreshold": 360},
@@ -265,18 +278,16 @@ def replica_pod(
         pod_spec["securityContext"] = dict(RESTRICTED_POD_SECURITY)
     if r.gpu:
         pod_spec["tolerations"] = [{"key": L.GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}]
-    if r.gpu_type:
-        pod_spec["nodeSelector"] = {L.GPU_PRODUCT: r.gpu_type}
     labels = {
         **spec.pod_metadata.labels,
         **selector_labels(name),
         L.SERVING: "true",
-        L.TEMPLATE_HASH: template_hash(spec, checkpoint),
+        L.TEMPLATE_HASH: template_hash(spec, checkpoint, admin),
         L.MANAGED_BY: L.MANAGED_BY_VALUE,
         "app.kubernetes.io/name": "ember-replica",
         "app.kubernetes.io/instance": name,
     }
-    return {
+    pod = {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
@@ -288,6 +299,7 @@ def replica_pod(
         },
         "spec": pod_spec,
     }
+    return shaping.apply_replica(pod, spec, admin)
 
 
 def service(name: str, namespace: str, uid: str, spec: InferenceServiceSpec) -> dict[str, Any]:

@@ -149,6 +149,21 @@ class KubeAPI:
         return None if raw is None else base64.b64decode(raw).decode()
 
     @with_retries()
+    def data_keys(self, kind: str, namespace: str, name: str) -> set[str] | None:
+        """The keys of a Secret or ConfigMap (never its values: only names leave this method); None if
+        it does not exist. Pod shaping checks the references of a spec with it (kube/shaping.py)."""
+        try:
+            if kind == "Secret":
+                s = self.core.read_namespaced_secret(name, namespace)
+                return set(s.data or {})
+            cm = self.core.read_namespaced_config_map(name, namespace)
+            return set(cm.data or {}) | set(cm.binary_data or {})
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise
+
+    @with_retries()
     def ensure_service(self, manifest: dict[str, Any]) -> bool:
         """Create the Service, or patch selector and ports back if someone changed them."""
         ns, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]

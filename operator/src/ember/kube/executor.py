@@ -15,7 +15,7 @@ from kubernetes.client.exceptions import ApiException
 
 from ember.api import labels as L
 from ember.api.v1alpha1 import InferenceServiceSpec
-from ember.kube import builders
+from ember.kube import builders, shaping
 from ember.kube.client import KubeAPI
 from ember.policy.rollout import Action, Create, Delete, Drain, Plan, Reclaim
 from ember.policy.tenancy import CheckpointGrant
@@ -32,6 +32,7 @@ class Target:
     start_path: str = "cold"  # restore once a verified checkpoint exists (handlers/replicas.py)
     supervisor_port: int = builders.SUPERVISOR_PORT
     checkpoint: CheckpointGrant | None = None  # the admin's grant (policy/tenancy.py); None: restricted
+    admin: shaping.AdminShaping = shaping.DEFAULT_ADMIN  # replicaDefaults, gpuTypeLabel (chart values)
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,15 @@ def _apply(api: KubeAPI, t: Target, a: Action, now: datetime) -> Outcome | None:
             return Outcome("Normal", "Reclaimed", f"{a.name} is back in the Service ({a.reason})", a)
     else:
         pod = builders.replica_pod(
-            t.name, t.namespace, t.uid, t.spec, a.index, t.start_path, t.supervisor_port, t.checkpoint
+            t.name,
+            t.namespace,
+            t.uid,
+            t.spec,
+            a.index,
+            t.start_path,
+            t.supervisor_port,
+            t.checkpoint,
+            t.admin,
         )
         if api.create_pod(pod):
             return Outcome("Normal", "ReplicaCreated", f"created {pod['metadata']['name']}", a)
@@ -84,6 +93,8 @@ def execute(api: KubeAPI, t: Target, plan: Plan, now: datetime | None = None) ->
         try:
             if (o := _apply(api, t, a, now)) is not None:
                 out.append(o)
+        except shaping.ShapingError as e:  # the template, not the API: say so
+            out.append(Outcome("Warning", "InvalidTemplate", f"{a!r}: {e}", a))
         except Exception as e:
             log.warning("action failed", extra={"action": repr(a), "error": error_text(e)})
             out.append(Outcome("Warning", f"{type(a).__name__}Failed", f"{a!r}: {error_text(e)}", a))

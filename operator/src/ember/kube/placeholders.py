@@ -1,9 +1,10 @@
 """Pure builders of warm-buffer placeholder pods, and their translation into the planner's view.
 
 A placeholder holds the node capacity of exactly one replica: the same GPU count, CPU and memory
-requests, GPU toleration and `nvidia.com/gpu.product` node selector as `builders.replica_pod`, so any
-replica fits where a placeholder was, and a replica of one GPU type never preempts a placeholder of
-another (the node selector keeps them on disjoint nodes). It runs a pause container
+requests, GPU toleration, `nvidia.com/gpu.product` node affinity and the template's placement
+(tolerations, nodeSelector, node affinity, runtimeClassName: kube/shaping.py) as `builders.replica_pod`,
+so any replica fits where a placeholder was, and a replica of one GPU type never preempts a placeholder
+of another (the GPU affinity keeps them on disjoint nodes). It runs a pause container
 (`PAUSE_IMAGE`), which exits on SIGTERM at once, and runs at the PriorityClass of
 `spec.warmBuffer.priorityClassName`,
 which must rank below the serving replicas' and should have `preemptionPolicy: Never` so that a
@@ -47,6 +48,7 @@ from typing import Any
 
 from ember.api import labels as L
 from ember.api.v1alpha1 import InferenceServiceSpec
+from ember.kube import shaping
 from ember.kube.builders import RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY, owner_reference
 from ember.policy.buffer import PlaceholderView
 
@@ -71,17 +73,20 @@ def spec_hash(
     pause_image: str = PAUSE_IMAGE,
     checkpoint_dir: str | None = None,
     prestage_allowed: bool = False,
+    admin: shaping.AdminShaping = shaping.DEFAULT_ADMIN,
 ) -> str:
     """Hash of everything that shapes a placeholder: a change replaces the placeholders."""
     prestage = spec.warm_buffer.prestage and prestage_allowed
-    shaping = {
+    shaped = {
         "resources": spec.resources.model_dump(mode="json", by_alias=True),
         "buffer": spec.warm_buffer.model_dump(mode="json", by_alias=True, include={"priority_class_name"}),
         "prestage": [spec.engine.image, spec.model.uri, spec.model.revision] if prestage else [],
         "checkpoint": checkpoint_dir,
         "pause": pause_image,
     }
-    return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:10]
+    if placement := shaping.placement_fingerprint(spec, admin):
+        shaped["placement"] = placement
+    return hashlib.sha256(json.dumps(shaped, sort_keys=True).encode()).hexdigest()[:10]
 
 
 def _prestage(
@@ -131,8 +136,10 @@ def placeholder_pod(
     pause_image: str = PAUSE_IMAGE,
     checkpoint_dir: str | None = None,
     prestage_allowed: bool = False,
+    admin: shaping.AdminShaping = shaping.DEFAULT_ADMIN,
 ) -> dict[str, Any]:
-    """`prestage_allowed`: the namespace has the admin's checkpoint grant (module docstring)."""
+    """`prestage_allowed`: the namespace has the admin's checkpoint grant (module docstring).
+    `admin`: replicaDefaults and the GPU label; the placement part of the shaping applies here too."""
     r = spec.resources
     requests: dict[str, str] = {"cpu": r.cpu, "memory": r.memory}
     limits: dict[str, str] = {"memory": r.memory}
@@ -160,13 +167,12 @@ def placeholder_pod(
         pod_spec["securityContext"] = dict(RESTRICTED_POD_SECURITY)
     if r.gpu:
         pod_spec["tolerations"] = [{"key": L.GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}]
-    if r.gpu_type:
-        pod_spec["nodeSelector"] = {L.GPU_PRODUCT: r.gpu_type}
+    shaping.placeholder_affinity(spec, admin, pod_spec)
     labels = {
         L.ISVC: service,
         L.COMPONENT: L.PLACEHOLDER,
         L.MANAGED_BY: L.MANAGED_BY_VALUE,
-        SPEC_HASH: spec_hash(spec, pause_image, checkpoint_dir, prestage_allowed),
+        SPEC_HASH: spec_hash(spec, pause_image, checkpoint_dir, prestage_allowed, admin),
         "app.kubernetes.io/name": "ember-placeholder",
         "app.kubernetes.io/instance": service,
     }
