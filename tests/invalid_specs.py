@@ -296,6 +296,260 @@ CASES: list[tuple[str, dict[str, Any], tuple[str, ...]]] = [
         {"warmBuffer": {"enabled": True, "priorityClassName": "ember-serving"}},
         ("spec.warmBuffer.priorityClassName", "must differ from resources.priorityClassName"),
     ),
+    # ---- engine env from Secrets and ConfigMaps
+    (
+        "env-value-and-value-from",
+        {
+            "engine": {
+                "env": [{"name": "A", "value": "x", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]
+            }
+        },
+        ("spec.engine.env[0].valueFrom", "value and valueFrom are exclusive"),
+    ),
+    (
+        "env-value-from-two-sources",
+        {
+            "engine": {
+                "env": [
+                    {
+                        "name": "A",
+                        "valueFrom": {
+                            "secretKeyRef": {"name": "s", "key": "k"},
+                            "configMapKeyRef": {"name": "c", "key": "k"},
+                        },
+                    }
+                ]
+            }
+        },
+        ("spec.engine.env[0].valueFrom.secretKeyRef", "exactly one of secretKeyRef, configMapKeyRef"),
+    ),
+    (
+        "env-value-from-empty",
+        {"engine": {"env": [{"name": "A", "valueFrom": {}}]}},
+        ("spec.engine.env[0].valueFrom.secretKeyRef", "exactly one of"),
+    ),
+    (
+        "env-secret-name-uppercase",
+        {
+            "engine": {
+                "env": [{"name": "A", "valueFrom": {"secretKeyRef": {"name": "My-Secret", "key": "k"}}}]
+            }
+        },
+        ("spec.engine.env[0].valueFrom.secretKeyRef.name", "must be an object name"),
+    ),
+    (
+        "env-secret-key-with-slash",
+        {"engine": {"env": [{"name": "A", "valueFrom": {"secretKeyRef": {"name": "s", "key": "a/b"}}}]}},
+        ("spec.engine.env[0].valueFrom.secretKeyRef.key", "must be a key of the Secret or ConfigMap"),
+    ),
+    (
+        "env-from-two-sources",
+        {"engine": {"envFrom": [{"secretRef": {"name": "s"}, "configMapRef": {"name": "c"}}]}},
+        ("spec.engine.envFrom[0].secretRef", "an envFrom entry takes one source"),
+    ),
+    (
+        "env-from-bad-prefix",
+        {"engine": {"envFrom": [{"prefix": "1X_", "secretRef": {"name": "s"}}]}},
+        ("spec.engine.envFrom[0].prefix", "a variable name"),
+    ),
+    (
+        "hf-token-twice",
+        {
+            "engine": {
+                "hfTokenSecret": {"name": "hf", "key": "token"},
+                "env": [{"name": "HF_TOKEN", "value": "hf_x"}],
+            }
+        },
+        ("spec.engine.hfTokenSecret", "hfTokenSecret sets HF_TOKEN"),
+    ),
+    (
+        "hf-token-without-key",
+        {"engine": {"hfTokenSecret": {"name": "hf"}}},
+        ("spec.engine.hfTokenSecret.key", "Required"),
+    ),
+    # ---- spec.template: what a tenant's own pod could have, nothing more (kube/shaping.py)
+    (
+        "template-host-path-volume",
+        {"template": {"spec": {"volumes": [{"name": "root", "hostPath": {"path": "/"}}]}}},
+        ("spec.template.spec.volumes[0].hostPath", "hostPath volumes are not allowed"),
+    ),
+    (
+        "template-privileged",
+        {"template": {"spec": {"securityContext": {"privileged": True}}}},
+        ("spec.template.spec.securityContext", "never privileged"),
+    ),
+    (
+        "template-host-network",
+        {"template": {"spec": {"hostNetwork": True}}},
+        ("spec.template.spec.hostNetwork", "hostNetwork is not allowed"),
+    ),
+    (
+        "template-host-pid",
+        {"template": {"spec": {"hostPID": True}}},
+        ("spec.template.spec.hostPID", "hostPID is not allowed"),
+    ),
+    (
+        "template-containers",
+        {"template": {"spec": {"containers": [{"name": "x", "image": "busybox"}]}}},
+        ('unknown field "spec.template.spec.containers"',),
+    ),
+    (
+        "template-node-name",
+        {"template": {"spec": {"nodeName": "gpu-0"}}},
+        ('unknown field "spec.template.spec.nodeName"',),
+    ),
+    (
+        "template-volume-reserved-name",
+        {"template": {"spec": {"volumes": [{"name": "state", "emptyDir": {}}]}}},
+        ("spec.template.spec.volumes[0].name", "are Ember's own"),
+    ),
+    (
+        "template-volume-ember-prefix",
+        {"template": {"spec": {"volumes": [{"name": "ember-cache", "emptyDir": {}}]}}},
+        ("spec.template.spec.volumes[0].name", "are Ember's own"),
+    ),
+    (
+        "template-volume-two-sources",
+        {"template": {"spec": {"volumes": [{"name": "v", "emptyDir": {}, "secret": {"secretName": "s"}}]}}},
+        ("spec.template.spec.volumes[0].secret", "a volume takes one source"),
+    ),
+    (
+        "template-volume-no-source",
+        {"template": {"spec": {"volumes": [{"name": "v"}]}}},
+        ("spec.template.spec.volumes[0].secret", "exactly one of"),
+    ),
+    (
+        "template-volume-unsupported-source",
+        {"template": {"spec": {"volumes": [{"name": "v", "nfs": {"server": "x", "path": "/"}}]}}},
+        ('unknown field "spec.template.spec.volumes[0].nfs"',),
+    ),
+    (
+        "template-mount-without-volume",
+        {"template": {"spec": {"volumeMounts": [{"name": "nope", "mountPath": "/data"}]}}},
+        ("spec.template.spec.volumeMounts", "every volumeMount must name one of"),
+    ),
+    (
+        "template-mount-over-ember-state",
+        {
+            "template": {
+                "spec": {
+                    "volumes": [{"name": "v", "emptyDir": {}}],
+                    "volumeMounts": [{"name": "v", "mountPath": "/var/lib/ember/state"}],
+                }
+            }
+        },
+        ("spec.template.spec.volumeMounts[0].mountPath", "are Ember's own mounts"),
+    ),
+    (
+        "template-mount-relative",
+        {
+            "template": {
+                "spec": {
+                    "volumes": [{"name": "v", "emptyDir": {}}],
+                    "volumeMounts": [{"name": "v", "mountPath": "data"}],
+                }
+            }
+        },
+        ("spec.template.spec.volumeMounts[0].mountPath", "must be an absolute path"),
+    ),
+    (
+        "template-mount-subpath-climbs-out",
+        {
+            "template": {
+                "spec": {
+                    "volumes": [{"name": "v", "emptyDir": {}}],
+                    "volumeMounts": [{"name": "v", "mountPath": "/data", "subPath": "../../x"}],
+                }
+            }
+        },
+        ("spec.template.spec.volumeMounts[0].subPath", "without '..' parts"),
+    ),
+    (
+        "template-secret-item-absolute-path",
+        {
+            "template": {
+                "spec": {
+                    "volumes": [
+                        {
+                            "name": "v",
+                            "secret": {"secretName": "s", "items": [{"key": "k", "path": "/etc/x"}]},
+                        }
+                    ]
+                }
+            }
+        },
+        ("spec.template.spec.volumes[0].secret.items[0].path", "must be a relative path"),
+    ),
+    (
+        "template-toleration-bad-effect",
+        {"template": {"spec": {"tolerations": [{"key": "gpu", "effect": "NoRun"}]}}},
+        ("spec.template.spec.tolerations[0].effect", "Unsupported value"),
+    ),
+    (
+        "template-toleration-exists-with-value",
+        {"template": {"spec": {"tolerations": [{"key": "gpu", "operator": "Exists", "value": "x"}]}}},
+        ("spec.template.spec.tolerations[0].value", "operator Exists matches any value"),
+    ),
+    (
+        "template-node-selector-bad-key",
+        {"template": {"spec": {"nodeSelector": {"bad key": "x"}}}},
+        ("spec.template.spec.nodeSelector", "not valid"),
+    ),
+    (
+        "template-affinity-bad-operator",
+        {
+            "template": {
+                "spec": {
+                    "affinity": {
+                        "nodeAffinity": {
+                            "requiredDuringSchedulingIgnoredDuringExecution": {
+                                "nodeSelectorTerms": [
+                                    {"matchExpressions": [{"key": "zone", "operator": "Near"}]}
+                                ]
+                            }
+                        }
+                    }
+                }
+            }
+        },
+        (
+            "spec.template.spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution"
+            ".nodeSelectorTerms[0].matchExpressions[0].operator",
+            "Unsupported value",
+        ),
+    ),
+    (
+        "template-spread-bad-when",
+        {
+            "template": {
+                "spec": {
+                    "topologySpreadConstraints": [
+                        {
+                            "maxSkew": 1,
+                            "topologyKey": "topology.kubernetes.io/zone",
+                            "whenUnsatisfiable": "Maybe",
+                        }
+                    ]
+                }
+            }
+        },
+        ("spec.template.spec.topologySpreadConstraints[0].whenUnsatisfiable", "Unsupported value"),
+    ),
+    (
+        "template-service-account-uppercase",
+        {"template": {"spec": {"serviceAccountName": "Engine"}}},
+        ("spec.template.spec.serviceAccountName", "must be an object name"),
+    ),
+    (
+        "template-runtime-class-with-space",
+        {"template": {"spec": {"runtimeClassName": "nvidia runtime"}}},
+        ("spec.template.spec.runtimeClassName", "must be an object name"),
+    ),
+    (
+        "template-label-of-ember",
+        {"template": {"metadata": {"labels": {"serving.ember.dev/serving": "true"}}}},
+        ("spec.template.metadata.labels", "is Ember's own"),
+    ),
 ]
 
 # (id, metadata.name, substrings the API server's message must contain); the spec is BASE
@@ -340,6 +594,96 @@ ACCEPTED: list[tuple[str, dict[str, Any]]] = [
         {"engine": {"args": ["--enforce-eager", "--gpu-memory-utilization=0.85", "--model-impl", "vllm"]}},
     ),
     ("buffer-own-priority", {"warmBuffer": {"enabled": True, "priorityClassName": "team-buffer"}}),
+    (
+        "env-from-secrets-and-config-maps",
+        {
+            "engine": {
+                "env": [
+                    {"name": "A", "value": "1"},
+                    {"name": "B", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k", "optional": True}}},
+                    {"name": "C", "valueFrom": {"configMapKeyRef": {"name": "c", "key": "app.conf"}}},
+                ],
+                "envFrom": [{"prefix": "X_", "secretRef": {"name": "s"}}, {"configMapRef": {"name": "c"}}],
+            }
+        },
+    ),
+    ("hf-token-secret", {"engine": {"hfTokenSecret": {"name": "hf-token", "key": "token"}}}),
+    ("gpu-type-gfd-value", {"resources": {"gpuType": "NVIDIA-H100-80GB-HBM3"}}),
+    (
+        "template-full",
+        {
+            "template": {
+                "metadata": {"labels": {"team": "ml"}, "annotations": {"example.com/a": "b"}},
+                "spec": {
+                    "tolerations": [
+                        {"key": "dedicated", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"},
+                        {"operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 30},
+                    ],
+                    "nodeSelector": {"cloud.google.com/gke-accelerator": "nvidia-h100-80gb"},
+                    "affinity": {
+                        "nodeAffinity": {
+                            "requiredDuringSchedulingIgnoredDuringExecution": {
+                                "nodeSelectorTerms": [
+                                    {
+                                        "matchExpressions": [
+                                            {"key": "zone", "operator": "In", "values": ["a", "b"]}
+                                        ]
+                                    }
+                                ]
+                            },
+                            "preferredDuringSchedulingIgnoredDuringExecution": [
+                                {
+                                    "weight": 10,
+                                    "preference": {
+                                        "matchExpressions": [{"key": "spot", "operator": "DoesNotExist"}]
+                                    },
+                                }
+                            ],
+                        },
+                        "podAntiAffinity": {
+                            "preferredDuringSchedulingIgnoredDuringExecution": [
+                                {
+                                    "weight": 50,
+                                    "podAffinityTerm": {
+                                        "labelSelector": {
+                                            "matchLabels": {"serving.ember.dev/inferenceservice": "ok"}
+                                        },
+                                        "topologyKey": "kubernetes.io/hostname",
+                                    },
+                                }
+                            ]
+                        },
+                    },
+                    "topologySpreadConstraints": [
+                        {
+                            "maxSkew": 1,
+                            "topologyKey": "topology.kubernetes.io/zone",
+                            "whenUnsatisfiable": "ScheduleAnyway",
+                        }
+                    ],
+                    "serviceAccountName": "engine",
+                    "imagePullSecrets": [{"name": "regcred"}],
+                    "runtimeClassName": "nvidia",
+                    "volumes": [
+                        {
+                            "name": "conf",
+                            "configMap": {"name": "engine-conf", "items": [{"key": "a", "path": "a.json"}]},
+                        },
+                        {"name": "creds", "secret": {"secretName": "s3", "defaultMode": 256}},
+                        {"name": "scratch", "emptyDir": {"medium": "Memory", "sizeLimit": "1Gi"}},
+                        {
+                            "name": "weights",
+                            "persistentVolumeClaim": {"claimName": "weights", "readOnly": True},
+                        },
+                    ],
+                    "volumeMounts": [
+                        {"name": "conf", "mountPath": "/etc/engine", "readOnly": True},
+                        {"name": "weights", "mountPath": "/weights", "subPath": "llama"},
+                    ],
+                },
+            }
+        },
+    ),
 ]
 ACCEPTED_NAMES: list[tuple[str, str]] = [
     ("name-50-characters", "a" * 50),

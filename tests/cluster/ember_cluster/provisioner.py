@@ -43,6 +43,21 @@ def _gpus(pod: Any) -> int:
     return total
 
 
+def _products(pod: Any) -> set[str]:
+    """The GPU products a pod may land on: its nodeSelector, or Ember's required node affinity
+    (kube/shaping.py: resources.gpuType as `nvidia.com/gpu.product In [...]`)."""
+    out = set()
+    if (v := (pod.spec.node_selector or {}).get(GPU_PRODUCT_LABEL)) is not None:
+        out.add(v)
+    aff = pod.spec.affinity and pod.spec.affinity.node_affinity
+    required = aff and aff.required_during_scheduling_ignored_during_execution
+    for term in (required.node_selector_terms if required else None) or []:
+        for req in term.match_expressions or []:
+            if req.key == GPU_PRODUCT_LABEL and req.operator == "In":
+                out.update(req.values or [])
+    return out
+
+
 @dataclass
 class Provisioner:
     """Adds `gpus_per_node`-GPU kwok nodes of `product` for unschedulable pods after `delay_s`."""
@@ -68,7 +83,7 @@ class Provisioner:
             _gpus(p)
             for p in pods
             if _unschedulable(p)
-            and (p.spec.node_selector or {}).get(GPU_PRODUCT_LABEL) == self.product
+            and self.product in _products(p)
             and (p.spec.priority or 0) >= self.expendable_cutoff
         )
 

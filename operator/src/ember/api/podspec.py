@@ -450,6 +450,9 @@ def _host(field: str, attr: str) -> CelRule:
     return _refuse(field, attr, f"{field} is not allowed: a replica shares nothing with its node")
 
 
+_NODE_LABEL_KEYS = R.metadata_keys("node label", ("-",))[0]  # valid keys (the second rule: Ember's own)
+
+
 class PodShaping(EmberModel):
     """The part of a PodSpec a spec may set for its replicas (kube/shaping.py: how it is merged)."""
 
@@ -468,7 +471,9 @@ class PodShaping(EmberModel):
 
     tolerations: list[Toleration] = Field(default_factory=list, max_length=32)
     """Taints the replicas tolerate (added to Ember's nvidia.com/gpu toleration)."""
-    node_selector: dict[str, R.LabelValue] = Field(default_factory=dict, max_length=32)
+    node_selector: Annotated[dict[str, R.LabelValue], Cel(_NODE_LABEL_KEYS)] = Field(
+        default_factory=dict, max_length=32
+    )
     """Node labels the replicas require (resources.gpuType adds its own requirement)."""
     affinity: Affinity | None = None
     """Node and pod (anti-)affinity."""

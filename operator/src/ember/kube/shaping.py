@@ -193,16 +193,15 @@ def apply_replica(pod: dict[str, Any], spec: InferenceServiceSpec, admin: AdminS
     d, own = _layers(spec, admin)
     meta, pod_spec = pod["metadata"], pod["spec"]
     engine = pod_spec["containers"][0]
-    meta["labels"] = {
-        **admin.defaults.metadata.labels,
-        **spec.template.metadata.labels,
-        **meta.get("labels", {}),
-    }
-    meta["annotations"] = {
-        **admin.defaults.metadata.annotations,
-        **spec.template.metadata.annotations,
-        **meta.get("annotations", {}),
-    }
+    for part in ("labels", "annotations"):
+        pm = getattr(spec.pod_metadata, part)
+        embers = {k: v for k, v in meta.get(part, {}).items() if k not in pm}
+        meta[part] = {
+            **getattr(admin.defaults.metadata, part),
+            **pm,
+            **getattr(spec.template.metadata, part),
+            **embers,
+        }
     _placement(spec, admin, pod_spec)
     spread = own.topology_spread_constraints or d.topology_spread_constraints
     if spread:
