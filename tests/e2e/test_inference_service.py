@@ -366,10 +366,18 @@ def test_inference_service_lifecycle_with_real_pods(scenario: Scenario, images: 
     assert load.counts["failed"] == 0, load.errors[:5]
     scaled_up_ok = load.counts["ok"]
 
-    # 5. load drops to one request at a time: scale-down drains a replica; no request is lost
-    with Load(url, workers=1, max_tokens=16, pause_s=1.0) as trickle:
+    # 5. load drops to one short request every few seconds: scale-down drains a replica; no request is
+    # lost. The trickle must be well under one replica's planned capacity (targetInFlightPerReplica 1 x
+    # targetUtilization 0.7): a CPU engine takes ~3 s for 16 tokens, so one request with a 1 s pause keeps
+    # ~0.75 in flight, and 0.75 / 0.7 rightly asks for 2 replicas (the 2026-12-02 failure); 8 tokens and a
+    # 6 s pause keep ~0.25 in flight
+    with Load(url, workers=1, max_tokens=8, pause_s=6.0) as trickle:
         t4 = time.monotonic()
-        eventually(lambda: len(s.replicas()) == 1, 240, what="scale-down to 1 replica", every_s=2)
+        try:
+            eventually(lambda: len(s.replicas()) == 1, 240, what="scale-down to 1 replica", every_s=2)
+        except AssertionError as e:  # say why the autoscaler held: its last decision and inputs
+            st = s.get("inferenceservice", "chat").get("status", {})
+            raise AssertionError(f"{e}; last decision: {json.dumps(st.get('lastDecision'))}") from e
         s.timings["load_drop_to_scale_down_s"] = time.monotonic() - t4
         time.sleep(5)  # requests keep flowing to the one left
     assert trickle.counts["failed"] == 0, trickle.errors[:5]

@@ -146,3 +146,31 @@ def test_scale_down_comes_after_the_delay_however_far_apart_decisions_are(every_
     assert downs, "never scaled down"
     # not before the delay, and at most one decision after it
     assert 20.0 - 1e-6 <= downs[0] <= 20.0 + every_s + 1e-6
+
+
+@pytest.mark.parametrize(("in_flight", "settles_at"), [(0.75, 2), (0.25, 1)])
+def test_a_trickle_scales_down_only_when_under_one_replicas_planned_capacity(
+    in_flight: float, settles_at: int
+) -> None:
+    """The kind e2e's step 5 (2026-12-02): targetInFlightPerReplica 1 at targetUtilization 0.7 plans 0.7
+    in flight per replica, so one 3 s request after every 1 s pause (0.75 in flight) keeps 2 replicas,
+    by design; a trickle of 0.25 in flight goes to 1 once the 20 s delay has passed."""
+    sp = spec(
+        min_replicas=1, max_replicas=2, target_in_flight_per_replica=1, max_queue_per_replica=1,
+        stable_window_seconds=20, panic_window_seconds=6, scale_down_delay_seconds=20,
+        decision_interval_seconds=2,
+    )  # fmt: skip
+    state, n, t, downs = AutoscalerState(), 2, NOW, []
+    qps = in_flight / 3.0
+    for _ in range(60):
+        o = Observation(
+            now=t, current_replicas=n, ready_replicas=n, qps=qps, qps_panic=qps, running=in_flight,
+            waiting=0.0, ttft_p95_s=0.1, itl_p95_s=0.01, time_to_ready_s=30.0,
+        )  # fmt: skip
+        d, state = decide(sp, o, state)
+        if d.desired_replicas < n:
+            downs.append(t - NOW)
+        n, t = d.desired_replicas, t + 2.0
+    assert n == settles_at
+    if settles_at == 1:
+        assert downs and 20.0 <= downs[0] <= 40.0, downs
