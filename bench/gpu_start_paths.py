@@ -47,7 +47,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "checkpoint/src"))
 sys.path.insert(0, str(REPO / "supervisor/src"))
 
-from ember_checkpoint import checksum, cuda, lifecycle  # noqa: E402
+from ember_checkpoint import checksum, cuda, lifecycle, weights  # noqa: E402
 from ember_checkpoint.criu import Criu, process_tree  # noqa: E402
 from ember_checkpoint.manifest import Canary, Identity  # noqa: E402
 from ember_checkpoint.storage import LocalDirStorage  # noqa: E402
@@ -63,6 +63,9 @@ CANARY_BODY = {"model": "m", "prompt": PROMPT, "max_tokens": 8, "temperature": 0
 KV_BYTES = os.environ.get("EMBER_BENCH_KV", "8G")
 RUNS = int(os.environ.get("EMBER_BENCH_RUNS", "3"))
 DISK_RUNS = int(os.environ.get("EMBER_BENCH_DISK_RUNS", "1"))  # runs after drop_caches
+WEIGHT_LOADER = os.environ.get("EMBER_BENCH_WEIGHT_LOADER", "ember")  # level-2 reload: ember | vllm
+# restored-engine log lines that a healthy engine does not print (issue 20, item 4)
+NOISE = re.compile(r"Broken pipe|should dump")
 
 # vLLM log lines that mark start-up phases (first match wins; its time since process start is kept).
 MARKERS = {
@@ -142,6 +145,9 @@ def server_argv(sleep_mode: bool) -> list[str]:
     ]
     if sleep_mode:
         argv.append("--enable-sleep-mode")
+    argv += os.environ.get("EMBER_BENCH_VLLM_EXTRA", "").split()  # e.g. --max-cudagraph-capture-size 16
+    if WEIGHT_LOADER == "ember":  # the level-2 wake calls ember_reload_weights (vLLM's reload as fallback)
+        argv += ["--worker-extension-cls", weights.WORKER_EXTENSION]
     return argv
 
 
@@ -693,7 +699,7 @@ def _summarise(res: dict, runs: list) -> None:
     res["runs"] = runs
     res["ttft_page_cache"] = summary([r["ttft_s"] for r in runs if r["mode"] == "page_cache"])
     res["ttft_disk"] = summary([r["ttft_s"] for r in runs if r["mode"] == "disk"])
-    for ph in ("checksum", "criu_restore", "cuda_restore", "wake", "health", "total"):
+    for ph in ("checksum", "checksum_stamp", "criu_restore", "cuda_restore", "wake", "health", "total"):
         res[f"{ph}_page_cache"] = summary([r["phases_s"].get(ph) for r in runs if r["mode"] == "page_cache"])
         res[f"{ph}_disk"] = summary([r["phases_s"].get(ph) for r in runs if r["mode"] == "disk"])
 
@@ -713,7 +719,13 @@ def _dump(name: str, pid: int, storage: LocalDirStorage, ident: Identity, sleep_
 
     lifecycle._remove_tree = keep_logs_then_remove
     req = lifecycle.DumpRequest(
-        pid=pid, checkpoint_id=name, identity=ident, engine_port=PORT, canary=canary, sleep_level=sleep_level
+        pid=pid,
+        checkpoint_id=name,
+        identity=ident,
+        engine_port=PORT,
+        canary=canary,
+        sleep_level=sleep_level,
+        weight_loader="ember" if WEIGHT_LOADER == "ember" else "vllm",
     )
     t0 = time.monotonic()
     m = lifecycle.dump(req, storage, Criu.find(), cuda.load())
@@ -727,6 +739,25 @@ def _dump(name: str, pid: int, storage: LocalDirStorage, ident: Identity, sleep_
     wait_port_free()
     wait_gpu_free()
     return res
+
+
+def _log_text(path: Path) -> list[str]:
+    try:
+        return path.read_text(errors="replace").splitlines()
+    except OSError:
+        return []
+
+
+def _event(line: str) -> dict:
+    """An event line of the engine's log: vLLM prefixes each line with its process, e.g. `(EngineCore pid=1) `."""
+    try:
+        return json.loads(line[line.index("{") :])
+    except ValueError:
+        return {"unparsed": line[:300]}
+
+
+def _log_lines(path: Path) -> int:
+    return len(_log_text(path))
 
 
 def phase_chain1(out: Path) -> dict:
@@ -810,9 +841,12 @@ def phase_chain_asleep(out: Path, level: int, name: str, keep: bool) -> dict:
     chain = WORK / "chain.json"
     pid = json.loads(chain.read_text())["pid"] if chain.exists() else None
     try:
-        try:
-            res["alive_ttft_s"] = round(first_token(time.monotonic(), 30)[0], 3)
-        except (TimeoutError, RuntimeError):
+        if pid is not None and Path(f"/proc/{pid}").exists():  # only then is there an engine to wait for
+            try:
+                res["alive_ttft_s"] = round(first_token(time.monotonic(), 30)[0], 3)
+            except (TimeoutError, RuntimeError):
+                pid = None
+        else:
             pid = None
         if pid is None or not Path(f"/proc/{pid}").exists():
             log(f"{name}: no engine left running by the previous phase, starting a fresh one")
@@ -822,7 +856,16 @@ def phase_chain_asleep(out: Path, level: int, name: str, keep: bool) -> dict:
         for cid in storage.list():
             with contextlib.suppress(Exception):
                 storage.delete(cid)
+        t_dec = time.monotonic()
+        httpx.post(
+            f"{BASE}/v1/completions", json={**CANARY_BODY, "max_tokens": 64}, timeout=120
+        ).raise_for_status()
+        res["decode_64_tokens_s"] = round(time.monotonic() - t_dec, 3)  # one sequence: batch-1 graphs
+        res["vllm_extra"] = os.environ.get("EMBER_BENCH_VLLM_EXTRA", "")
+        engine_log = WORK / f"logs/{name}-engine.log"
+        lines_before = _log_lines(engine_log)
         res["dump"] = _dump(name, pid, storage, ident, level)
+        lines_dumped = _log_lines(engine_log)
         runs, kept = _restores(
             name,
             storage,
@@ -832,6 +875,19 @@ def phase_chain_asleep(out: Path, level: int, name: str, keep: bool) -> dict:
             keep_last=keep,
         )
         _summarise(res, runs)
+        time.sleep(3)  # the noise came once a second: give a restored engine's log the time to show it
+        after = _log_text(engine_log)[lines_dumped:]
+        res["restored_log_lines"] = len(after)
+        res["restored_log_noise_lines"] = sum(1 for line in after if NOISE.search(line))
+        res["restored_log_noise_sample"] = [line for line in after if NOISE.search(line)][:5]
+        res["noise_lines_before_dump"] = sum(
+            1 for line in _log_text(engine_log)[:lines_before] if NOISE.search(line)
+        )
+        res["reload_stats"] = [_event(line) for line in after if '"event": "ember_reload_weights"' in line]
+        res["fallbacks"] = [line for line in after if "reload_weights" in line and "Traceback" in line][:3]
+        res["release_memory"] = [
+            _event(line) for line in _log_text(engine_log) if '"event": "ember_release_memory"' in line
+        ]
         if keep and kept:
             chain.write_text(json.dumps({"pid": kept}))
             res["kept_pid"] = kept
@@ -1113,6 +1169,8 @@ def main() -> None:
                 phase_cold(a.out)
             elif ph == "sleep":
                 phase_sleep_suspend(a.out, True, True)
+            elif ph == "suspend":  # the suspended engine alone (driver lock/checkpoint, restore/unlock)
+                phase_sleep_suspend(a.out, False, True)
             elif ph == "criu":
                 phase_criu(a.out, None)
             elif ph == "criu-sleep":

@@ -7,8 +7,13 @@
 # the MoE kernels (FA3 serves Hopper; a dense model needs no MoE), the Rust frontend binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-grep -qx '/.whl/' .git/info/exclude || echo '/.whl/' >> .git/info/exclude
-grep -qx '/.carry/' .git/info/exclude || echo '/.carry/' >> .git/info/exclude
+# .whl/ and .carry/ must stay out of git (and so travel only when carried); .gitignore says so. In a
+# worktree .git is a file, so the exclude file is found through git, and written only when needed.
+for d in .whl .carry; do
+  if ! git check-ignore -q "$d/x"; then
+    excl=$(git rev-parse --git-path info/exclude); mkdir -p "$(dirname "$excl")"; echo "/$d/" >> "$excl"
+  fi
+done
 PLAT=(--platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_24_x86_64
       --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform manylinux1_x86_64
       --platform manylinux_2_5_x86_64 --platform manylinux_2_31_x86_64)

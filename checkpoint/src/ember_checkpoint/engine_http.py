@@ -8,6 +8,7 @@ because building a client (its TLS context) costs 20-100 ms, which a sub-second 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -15,6 +16,8 @@ from typing import Any
 import httpx
 
 from ember_checkpoint.manifest import Canary, HttpStep
+
+log = logging.getLogger("ember.checkpoint")
 
 
 class EngineExited(RuntimeError):
@@ -99,10 +102,12 @@ def run_steps(
     poll_s: float = 0.02,
     client: httpx.Client | None = None,
 ) -> float:
-    """Make each call in order, retrying while the engine does not answer yet; returns seconds."""
+    """Make each call in order, retrying while the engine does not answer yet; returns seconds. A step
+    that answers an HTTP error is replaced by its fallback (the reason logged), if it has one."""
     t0 = time.monotonic()
-    for step in steps:
-        while True:
+    for first in steps:
+        step: HttpStep | None = first
+        while step is not None:
             try:
                 r = _http(client).request(
                     step.method, base_url.rstrip("/") + step.path, json=step.json_body, timeout=timeout_s
@@ -115,4 +120,19 @@ def run_steps(
                         f"{step.method} {step.path}: engine not answering after {timeout_s:.0f}s"
                     ) from None
                 time.sleep(poll_s)
+            except httpx.HTTPStatusError as e:
+                if step.fallback is None:
+                    raise
+                log.warning(
+                    json.dumps(
+                        {
+                            "event": "engine_step_failed_using_fallback",
+                            "step": f"{step.method} {step.path}",
+                            "body": step.json_body,
+                            "reason": f"HTTP {e.response.status_code}: {e.response.text[:500]}",
+                            "fallback": f"{step.fallback.method} {step.fallback.path}",
+                        }
+                    )
+                )
+                step = step.fallback
     return time.monotonic() - t0

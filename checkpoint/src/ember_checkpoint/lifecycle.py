@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 import httpx
 
@@ -43,6 +44,7 @@ from ember_checkpoint.manifest import Canary, HttpStep, Identity, Manifest, Size
 from ember_checkpoint.storage import CheckpointNotFound, Storage, write_manifest_file
 
 log = logging.getLogger("ember.checkpoint")
+WeightLoader = Literal["vllm", "ember"]
 
 
 @dataclass
@@ -58,19 +60,36 @@ class DumpRequest:
     # drops the KV cache and keeps one copy of the weights, in host memory: the image shrinks by the
     # KV cache, and after the restore `POST /wake_up` copies the weights back at pinned-memory speed.
     sleep_level: int | None = None
+    # Who re-reads the weights after a level-2 restore: "ember" is `weights.EmberWorkerExtension`
+    # (the engine must run with `--worker-extension-cls`, see `weights.WORKER_EXTENSION`), with vLLM's
+    # `reload_weights` as its fallback; "vllm" is vLLM's alone.
+    weight_loader: WeightLoader = "ember"
     timeout_s: float = 600.0
 
 
-def wake_steps(sleep_level: int) -> list[HttpStep]:
+VLLM_RELOAD = HttpStep(method="POST", path="/collective_rpc", json_body={"method": "reload_weights"})
+EMBER_RELOAD = HttpStep(
+    method="POST", path="/collective_rpc", json_body={"method": "ember_reload_weights"}, fallback=VLLM_RELOAD
+)
+# Before the GPU checkpoint of an asleep engine: return the blocks PyTorch's caching allocators keep
+# (GPU and pinned host) so the image does not carry them; best effort (an engine without Ember's
+# worker extension answers an error and is dumped as it is).
+RELEASE_CACHED = HttpStep(method="POST", path="/collective_rpc", json_body={"method": "ember_release_memory"})
+
+
+def wake_steps(sleep_level: int, weight_loader: WeightLoader = "ember") -> list[HttpStep]:
     """What a restored engine that was dumped asleep needs before it serves. Level 1 kept the weights
     in host memory: `POST /wake_up` copies them back. Level 2 discarded them (the image holds no weights
-    at all): after the wake they are uninitialised memory, and vLLM re-reads them from the model's files
-    with `reload_weights` (dev-mode `POST /collective_rpc`); the canary of a verify catches a missing reload."""
+    at all): after the wake they are uninitialised memory, and the weights are re-read from the model's
+    files (dev-mode `POST /collective_rpc`): by Ember's parallel pinned loader, falling back to vLLM's
+    `reload_weights` on any error, or by vLLM's alone; the canary of a verify catches a missing reload."""
     if sleep_level not in (1, 2):
         raise DumpFailed(f"sleep_level {sleep_level}: vLLM has levels 1 and 2")
+    if weight_loader not in ("vllm", "ember"):
+        raise DumpFailed(f"weight_loader {weight_loader!r}: 'vllm' or 'ember'")
     steps = [HttpStep(method="POST", path="/wake_up")]
     if sleep_level == 2:
-        steps.append(HttpStep(method="POST", path="/collective_rpc", json_body={"method": "reload_weights"}))
+        steps.append(EMBER_RELOAD if weight_loader == "ember" else VLLM_RELOAD)
     return steps
 
 
@@ -98,8 +117,12 @@ def dump(
     if req.sleep_level is not None:
         if req.engine_port is None:
             raise DumpFailed("putting the engine to sleep needs the engine's port")
-        wake = wake_steps(req.sleep_level)  # refuses an unknown level before the engine is touched
+        wake = wake_steps(
+            req.sleep_level, req.weight_loader
+        )  # refuses bad values before the engine is touched
         timings.sleep_s = engine_http.sleep(f"http://127.0.0.1:{req.engine_port}", req.sleep_level)
+        if req.weight_loader == "ember":
+            _release_cached(f"http://127.0.0.1:{req.engine_port}", req.timeout_s)
     tree = process_tree(req.pid)
     root = parse_proc_stat(Path(f"/proc/{req.pid}/stat").read_text())
     shell_job = needs_shell_job(root, tree)
@@ -139,6 +162,7 @@ def dump(
                     engine_http.run_steps(f"http://127.0.0.1:{req.engine_port}", wake, req.timeout_s)
         t0 = time.monotonic()
         digest = checksum.content_checksum(staging / "images")
+        checksum.write_stamp(staging / "images", digest)  # hashed where it lands: a restore here trusts it
         timings.checksum_s = time.monotonic() - t0
         timings.total_s = time.monotonic() - t_start
         manifest = Manifest(
@@ -227,10 +251,10 @@ def restore(
     if verify_checksum:
         t1 = time.monotonic()
         try:
-            same, actual = checksum.matches(path / "images", manifest.content_checksum)
+            same, actual, trusted = checksum.verify_image(path / "images", manifest.content_checksum)
         except ValueError as e:
             raise RestoreRefused(Reason.MANIFEST_INVALID, str(e)) from e
-        phases["checksum"] = time.monotonic() - t1
+        phases["checksum_stamp" if trusted else "checksum"] = time.monotonic() - t1
         if not same:
             raise RestoreRefused(
                 Reason.CHECKSUM_MISMATCH, f"image is {actual}, manifest says {manifest.content_checksum}"
@@ -299,6 +323,13 @@ def gc(storage: Storage, keep: int) -> list[str]:
     for cid in doomed:
         storage.delete(cid)
     return doomed
+
+
+def _release_cached(base_url: str, timeout_s: float) -> None:
+    try:
+        engine_http.run_steps(base_url, [RELEASE_CACHED], timeout_s)
+    except (httpx.HTTPError, TimeoutError) as e:
+        log.warning(json.dumps({"event": "release_cached_memory_failed", "reason": str(e)[:300]}))
 
 
 def kill_tree(pid: int) -> None:

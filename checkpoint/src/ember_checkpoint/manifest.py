@@ -84,6 +84,11 @@ class HttpStep(BaseModel):
     json_body: dict[str, Any] | None = Field(
         default=None, description="JSON body, e.g. {'method': 'reload_weights'} for POST /collective_rpc"
     )
+    fallback: HttpStep | None = Field(
+        default=None,
+        description="made instead when this call answers an HTTP error, e.g. vLLM's own reload_weights "
+        "when Ember's loader fails (the reason is logged)",
+    )
 
 
 class Verification(BaseModel):

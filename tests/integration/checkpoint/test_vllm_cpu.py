@@ -263,6 +263,13 @@ def test_canary_restore_in_scratch_namespaces_verifies_it(checkpointed: Checkpoi
     assert port_is_free(checkpointed.port)  # the canary engine died with its namespace
 
 
+def _ppid(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 class Sup:
     """`ember-supervisor` as a real process."""
 
@@ -316,7 +323,9 @@ class Sup:
         return 0.0
 
     def engine_pid(self) -> int | None:
-        kids = process_tree(self.proc.pid) - {self.proc.pid}
+        # the supervisor's own child, not the smallest pid of its tree: pids wrap around (pid_max), and
+        # once they did the engine's worker (pid 642) was taken for the engine (32338)
+        kids = [k for k in process_tree(self.proc.pid) - {self.proc.pid} if _ppid(k) == self.proc.pid]
         return min(kids) if kids else None
 
     def stop(self) -> int:

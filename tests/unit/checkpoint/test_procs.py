@@ -44,3 +44,39 @@ def test_the_engine_pid_floor_only_ever_raises_the_next_pid(tmp_path: Path) -> N
     f.write_text("12345\n")
     assert procs.raise_next_pid(10000, f) and f.read_text() == "12345\n"  # already above: untouched
     assert not procs.raise_next_pid(10000, tmp_path / "missing")
+
+
+def test_the_engine_env_turns_off_the_nccl_store_polling_unless_set(tmp_path: Path) -> None:
+    """A restored engine's TCPStore connection is broken; with TORCH_NCCL_DUMP_ON_TIMEOUT on, PyTorch's
+    heartbeat monitor polls it (and logs a Broken pipe) once a second."""
+    for env, want in ((None, "0"), ({"PATH": "/usr/bin:/bin", "TORCH_NCCL_DUMP_ON_TIMEOUT": "1"}, "1")):
+        log = tmp_path / f"engine-{want}.log"
+        pid = procs.start_engine(["sh", "-c", "echo dump=$TORCH_NCCL_DUMP_ON_TIMEOUT"], log, env=env)
+        deadline = time.monotonic() + 10
+        while procs.running(pid) and time.monotonic() < deadline:
+            procs.reap(None)
+            time.sleep(0.02)
+        assert log.read_text().strip() == f"dump={want}"
+
+
+def test_cold_argv_adds_embers_worker_extension_to_a_vllm_engine_only() -> None:
+    from ember_checkpoint.weights import WORKER_EXTENSION
+    from ember_supervisor.config import SupervisorConfig
+
+    def cfg(argv: list[str], loader: str = "ember") -> SupervisorConfig:
+        return SupervisorConfig.model_validate(
+            {
+                "engine_argv": argv,
+                "engine_port": 1,
+                "identity": {},
+                "state_dir": "/tmp",
+                "weight_loader": loader,
+            }
+        )
+
+    vllm = ["python", "-m", "ember_checkpoint.vllm_entry", "--model", "/m"]
+    assert cfg(vllm).cold_argv == [*vllm, "--worker-extension-cls", WORKER_EXTENSION]
+    assert cfg(vllm, "vllm").cold_argv == vllm
+    own = [*vllm, "--worker-extension-cls=my.Ext"]
+    assert cfg(own).cold_argv == own
+    assert cfg(["python", "counter_server.py"]).cold_argv == ["python", "counter_server.py"]
