@@ -18,7 +18,8 @@ from typing import Any
 import httpx
 
 from ember.api.v1alpha1 import InferenceServiceSpec
-from ember.observe.queries import render
+from ember.observe.bulk import BulkQueries
+from ember.observe.queries import PANIC_KEY, render
 from ember.policy.observation import Observation
 
 Sample = tuple[dict[str, str], float]
@@ -86,10 +87,15 @@ async def observe(
     time_to_ready_s: float,
     start_path: str,
     allow_overrides: bool = False,
+    bulk: BulkQueries | None = None,
+    max_age_s: float = 0.0,
 ) -> Observation:
     """`allow_overrides`: the admin's EMBER_ALLOW_QUERY_OVERRIDES. Without it a spec carrying PromQL
     overrides is not observed at all (an override could select any namespace's series and read them
-    back through status.observed): unknown metrics, which hold, and a condition that says why."""
+    back through status.observed): unknown metrics, which hold, and a condition that says why.
+
+    `bulk`: the shared bulk fetch (observe/bulk.py); the service reads its slice of an answer at most
+    `max_age_s` old, and runs only its overridden queries itself. None: every query per service."""
     base: dict[str, Any] = {
         "now": now,
         "current_replicas": current,
@@ -118,13 +124,19 @@ async def observe(
         spec.scaling.stable_window_seconds,
         spec.scaling.panic_window_seconds,
     )
-    names = [*qs.queries, "qps_panic"]
-    promql = [*qs.queries.values(), qs.panic_qps]
+    own = {**qs.queries, PANIC_KEY: qs.panic_qps}
+    if bulk is not None:  # only the keys a (permitted) override changes are queried for this service
+        given = spec.scaling.queries.model_dump(exclude_none=True)
+        own = {k: q for k, q in own.items() if ("qps" if k == PANIC_KEY else k) in given}
     try:
-        answers = await asyncio.gather(*(prom.query(q) for q in promql))
+        answers = await asyncio.gather(*(prom.query(q) for q in own.values()))
+        got = dict(zip(own, answers, strict=True))
+        if bulk is not None:
+            windows = (spec.scaling.stable_window_seconds, spec.scaling.panic_window_seconds)
+            shared = await bulk.service(namespace, name, *windows, max_age_s=max_age_s)
+            got = {**shared, **got}
     except MetricsError as e:
         return Observation(**base, metrics_ok=False, missing=(str(e)[:200],), unavailable=e.reason)
-    got = dict(zip(names, answers, strict=True))
     missing = tuple(k for k in ("qps", "ttft_p95", "itl_p95", "running", "waiting") if not got[k])
     absent = [k for k in REQUIRED if not got[k]]
     per_pod: dict[str, float] = {}

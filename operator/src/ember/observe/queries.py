@@ -24,6 +24,16 @@ DEFAULTS = {
     "kv_cache": "avg by (pod) (vllm:kv_cache_usage_perc{$selector})",
 }
 PER_POD = ("running", "waiting", "kv_cache")
+PANIC_KEY = "qps_panic"  # the qps query over the panic window
+# the same aggregations for every service at once (observe/bulk.py): grouped by the service's labels too
+BULK = {
+    "qps": "sum by (namespace, inferenceservice) (rate(vllm:time_to_first_token_seconds_count{$selector}[$window]))",
+    "ttft_p95": "histogram_quantile(0.95, sum by (namespace, inferenceservice, le) (rate(vllm:time_to_first_token_seconds_bucket{$selector}[$window])))",
+    "itl_p95": "histogram_quantile(0.95, sum by (namespace, inferenceservice, le) (rate(vllm:inter_token_latency_seconds_bucket{$selector}[$window])))",
+    "running": "sum by (namespace, inferenceservice, pod) (vllm:num_requests_running{$selector})",
+    "waiting": "sum by (namespace, inferenceservice, pod) (vllm:num_requests_waiting{$selector})",
+    "kv_cache": "avg by (namespace, inferenceservice, pod) (vllm:kv_cache_usage_perc{$selector})",
+}
 
 
 @dataclass(frozen=True)
