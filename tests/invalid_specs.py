@@ -53,6 +53,28 @@ CASES: list[tuple[str, dict[str, Any], tuple[str, ...]]] = [
         ("spec.scaling.minReplicas", "minReplicas must not exceed maxReplicas"),
     ),
     ("max-zero", {"scaling": {"maxReplicas": 0}}, ("spec.scaling.maxReplicas",)),
+    (
+        "sleeping-over-max",
+        {"scaling": {"maxReplicas": 2, "sleep": {"maxSleeping": 3}}},
+        ("spec.scaling.sleep.maxSleeping", "must not exceed maxReplicas"),
+    ),
+    ("sleeping-negative", {"scaling": {"sleep": {"maxSleeping": -1}}}, ("spec.scaling.sleep.maxSleeping",)),
+    (
+        "sleep-delete-after-zero",
+        {"scaling": {"sleep": {"maxSleeping": 1, "deleteAfterSeconds": 0}}},
+        ("spec.scaling.sleep.deleteAfterSeconds",),
+    ),
+    ("sleep-tier-unknown", {"scaling": {"sleep": {"tier": "hibernate"}}}, ("spec.scaling.sleep.tier",)),
+    (
+        "sleep-tier-gpu-on-cpu",
+        {"resources": {"gpu": 0}, "scaling": {"sleep": {"maxSleeping": 1, "tier": "sleep"}}},
+        ("spec.scaling.sleep.tier", "need resources.gpu > 0"),
+    ),
+    (
+        "suspend-tier-on-cpu",
+        {"resources": {"gpu": 0}, "scaling": {"sleep": {"maxSleeping": 1, "tier": "suspend"}}},
+        ("spec.scaling.sleep.tier", "need resources.gpu > 0"),
+    ),
     ("min-negative", {"scaling": {"minReplicas": -1}}, ("spec.scaling.minReplicas",)),
     (
         "scale-to-zero-needs-min-zero",
@@ -90,6 +112,11 @@ CASES: list[tuple[str, dict[str, Any], tuple[str, ...]]] = [
     ),
     ("tp-zero", {"engine": {"tensorParallelSize": 0}}, ("spec.engine.tensorParallelSize",)),
     ("unknown-dtype", {"engine": {"dtype": "int4"}}, ("spec.engine.dtype", "Unsupported value")),
+    (
+        "unknown-weight-loader",
+        {"engine": {"weightLoader": "fast"}},
+        ("spec.engine.weightLoader", "Unsupported value"),
+    ),
     ("port-privileged", {"engine": {"port": 80}}, ("spec.engine.port",)),
     ("max-model-len-tiny", {"engine": {"maxModelLen": 4}}, ("spec.engine.maxModelLen",)),
     (
@@ -550,6 +577,27 @@ CASES: list[tuple[str, dict[str, Any], tuple[str, ...]]] = [
         {"template": {"metadata": {"labels": {"serving.ember.dev/serving": "true"}}}},
         ("spec.template.metadata.labels", "is Ember's own"),
     ),
+    # ---- model.uri: object stores and images (issue 17), credentials only where they are used
+    (
+        "uri-s3-without-bucket",
+        {"model": {"uri": "s3:///models/llama"}},
+        ("spec.model.uri", "s3:// takes a bucket name"),
+    ),
+    (
+        "uri-gs-uppercase-bucket",
+        {"model": {"uri": "gs://Models/llama"}},
+        ("spec.model.uri", "gs:// takes a bucket name"),
+    ),
+    (
+        "uri-oci-not-an-image",
+        {"model": {"uri": "oci://Registry/Llama:v1"}},
+        ("spec.model.uri", "oci:// takes an image reference"),
+    ),
+    (
+        "credentials-secret-with-hf",
+        {"model": {"credentialsSecret": {"name": "s3"}}},
+        ("spec.model.credentialsSecret", "credentialsSecret is for s3:// and gs:// models"),
+    ),
 ]
 
 # (id, metadata.name, substrings the API server's message must contain); the spec is BASE
@@ -563,6 +611,21 @@ NAME_CASES: list[tuple[str, str, tuple[str, ...]]] = [
 
 # (id, patch over BASE): valid specs that both must accept, and the API server store as the models hold
 ACCEPTED: list[tuple[str, dict[str, Any]]] = [
+    (
+        "sleep-freeze-on-cpu",
+        {
+            "resources": {"gpu": 0},
+            "scaling": {"maxReplicas": 3, "sleep": {"maxSleeping": 3, "tier": "freeze"}},
+        },
+    ),
+    ("sleep-auto-on-cpu", {"resources": {"gpu": 0}, "scaling": {"sleep": {"maxSleeping": 1}}}),
+    (
+        "sleep-gpu-tier",
+        {
+            "resources": {"gpu": 1},
+            "scaling": {"sleep": {"maxSleeping": 2, "deleteAfterSeconds": 600, "tier": "sleep"}},
+        },
+    ),
     ("cpu-integer", {"resources": {"cpu": 4}}),
     ("cpu-millicores", {"resources": {"cpu": "500m"}}),
     ("cpu-fraction-string", {"resources": {"cpu": "0.5"}}),
@@ -684,6 +747,12 @@ ACCEPTED: list[tuple[str, dict[str, Any]]] = [
             }
         },
     ),
+    (
+        "model-s3-with-credentials",
+        {"model": {"uri": "s3://models/llama-3-8b", "credentialsSecret": {"name": "s3"}}},
+    ),
+    ("model-gs", {"model": {"uri": "gs://my-bucket/llama"}}),
+    ("model-oci-image", {"model": {"uri": "oci://ghcr.io/acme/llama-3-8b:v1"}}),
 ]
 ACCEPTED_NAMES: list[tuple[str, str]] = [
     ("name-50-characters", "a" * 50),

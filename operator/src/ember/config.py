@@ -33,10 +33,28 @@ class Settings(BaseSettings):
     plus image and weights on a fresh node): the autoscaler scales ahead by this much."""
     restore_seconds: float = Field(10.0, gt=0)
     """Expected time to Ready when a verified checkpoint is restored (see docs/benchmarks-gpu.md)."""
+    wake_seconds: float = Field(1.0, gt=0)
+    """Expected time to Ready when a sleeping replica is woken (vLLM sleep level 1 on an H200: 0.45 s
+    to the first token; the CPU stand-in thaws a frozen engine in well under 1 s). policy/startpath.py
+    uses measured history instead when there is some."""
+    sleep_timeout_seconds: float = Field(60.0, gt=0)
+    """How long a supervisor's POST /sleep may take; past it the replica is deleted instead."""
+    wake_timeout_seconds: float = Field(30.0, gt=0)
+    """How long a supervisor's POST /wake may take; past it the replica is deleted and replaced once
+    through the next start path (WakeFallback condition, WakeFailed Event)."""
     supervisor_port: int = Field(8081, ge=1, le=65535)
     """Port of the replica supervisor's HTTP endpoint (POST /checkpoint) inside replica pods."""
     checkpoint_timeout_seconds: float = Field(600.0, gt=0)
     """How long a checkpoint request (dump + canary verify) may take before it counts as failed."""
+    supervisor_image: str = Field("", max_length=512)
+    """Image whose init container injects Ember's supervisor (and CRIU) into every replica pod, so
+    that any vLLM image runs unchanged (the operator image holds the tree at /opt/ember-inject; the
+    chart sets the operator's own image by default). Empty: the engine image must bring its own
+    `ember-supervisor` (the local CPU replica image does)."""
+    model_cache_host_path: str = Field("", max_length=256, pattern=r"^(/[^\s]*)?$")
+    """Node directory under which replicas cache hf:// weights, one sub-directory per namespace, shared
+    with the warm buffer's prestage (a second replica on a node does not download again). Only in
+    namespaces with the checkpoint grant (a hostPath volume). Empty: every start downloads."""
     placeholder_image: str = "registry.k8s.io/pause:3.10"
     """Image of warm-buffer placeholder pods: a pause container that only holds the GPUs."""
     metrics_lag_seconds: float = Field(5.0, ge=0)
@@ -74,6 +92,10 @@ class Settings(BaseSettings):
     and checkpointing is refused by condition. Empty: nowhere, unless checkpoint_all_namespaces."""
     checkpoint_all_namespaces: bool = False
     """Allow the checkpoint capabilities in every namespace (a cluster whose tenants are trusted)."""
+    bulk_metrics: bool = True
+    """Query Prometheus once per decision interval for all services (grouped by their labels) and give
+    each service its slice (observe/bulk.py): Prometheus load does not grow with the number of
+    services. Off: each service runs its own 7 queries every interval."""
     allow_query_overrides: bool = False
     """Honour spec.scaling.queries (PromQL overrides). Off: an override could read any namespace's series
     back through status, so a spec that sets one gets MetricsAvailable=False (QueryOverridesNotAllowed)."""

@@ -18,17 +18,20 @@ from ember.handlers.context import OperatorContext
 from ember.handlers.registry import register
 from ember.kube import leader
 from ember.kube.client import KubeAPI, api_client
+from ember.observe.bulk import BulkQueries
 from ember.observe.prometheus import Prometheus
 from ember.telemetry import logs
 from ember.telemetry.metrics import Metrics
 
 
 def build(settings: Settings) -> tuple[kopf.OperatorRegistry, OperatorContext]:
+    prom = Prometheus(settings.prometheus_url) if settings.prometheus_url else None
     ctx = OperatorContext(
         settings=settings,
         api=KubeAPI(api_client(settings.kubeconfig, settings.api_timeout_seconds)),
         metrics=Metrics.create(),
-        prometheus=Prometheus(settings.prometheus_url) if settings.prometheus_url else None,
+        prometheus=prom,
+        bulk=BulkQueries(prom.query, settings.namespaces) if prom and settings.bulk_metrics else None,
     )
     reg = kopf.OperatorRegistry()
     register(reg, ctx)

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Literal
 
 from ember_checkpoint.manifest import Canary
+from ember_checkpoint.weights import WORKER_EXTENSION
 from pydantic import BaseModel, Field
 
 
@@ -61,6 +62,29 @@ class SupervisorConfig(BaseModel):
         default=False,
         description="run the canary before each sleep and after each wake, and fail the wake on a different answer",
     )
+
+    weight_loader: Literal["vllm", "ember"] = Field(
+        default="ember",
+        description="who re-reads the weights after a level-2 restore: ember (the parallel pinned loader, "
+        "ember_checkpoint.weights; a vLLM engine is started with its worker extension) falling back to "
+        "vLLM's reload_weights on any error, or vllm alone",
+    )
+
+    @property
+    def cold_argv(self) -> list[str]:
+        """engine_argv, plus Ember's vLLM worker extension when weight_loader is ember and the engine
+        is vLLM's OpenAI server (Ember's entry point or vLLM's) that names no extension of its own."""
+        argv = list(self.engine_argv)
+        is_vllm = any(
+            a in ("ember_checkpoint.vllm_entry", "vllm.entrypoints.openai.api_server") for a in argv
+        )
+        if (
+            self.weight_loader == "ember"
+            and is_vllm
+            and not any(a.startswith("--worker-extension-cls") for a in argv)
+        ):
+            argv += ["--worker-extension-cls", WORKER_EXTENSION]
+        return argv
 
     @property
     def engine_url(self) -> str:

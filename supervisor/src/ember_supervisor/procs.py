@@ -70,19 +70,39 @@ def _write_through_fresh_proc(value: int) -> bool:
             libc.umount2(d.encode(), 2)  # MNT_DETACH
 
 
+# Set in the engine's environment unless already set there. The engine is checkpointed and restored:
+# PyTorch's ProcessGroupNCCL heartbeat monitor (one thread per process group, also vLLM's one-GPU
+# group) polls the TCPStore for another rank's "dump" flag every second while
+# TORCH_NCCL_DUMP_ON_TIMEOUT is on (its default); a restored engine's store connection is broken, so
+# it logged `sendBytes failed ... Broken pipe` and `Failed to check the "should dump" flag on
+# TCPStore` once a second, forever. Off, the monitor never polls the store; its watchdog-hang check
+# (TORCH_NCCL_ENABLE_MONITORING) stays on.
+ENGINE_ENV_DEFAULTS = {"TORCH_NCCL_DUMP_ON_TIMEOUT": "0"}
+
+
+def engine_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    out = dict(os.environ if env is None else env)
+    for k, v in ENGINE_ENV_DEFAULTS.items():
+        out.setdefault(k, v)
+    return out
+
+
 def start_engine(
     argv: list[str], log: Path, env: dict[str, str] | None = None, pid_floor: int | None = None
 ) -> int:
     """Start the engine in its own session with stdio in a file: CRIU can dump neither a pipe to a
     process outside the tree nor a tree whose session leader is outside it. With `pid_floor`, its
-    pids start there (see `raise_next_pid`)."""
+    pids start there (see `raise_next_pid`). The environment is `env` (default: ours) with
+    ENGINE_ENV_DEFAULTS where unset."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with children_lock, open(os.devnull) as devnull, log.open("ab") as out:
         if pid_floor is not None and not raise_next_pid(pid_floor):
             logging.getLogger("ember.supervisor").warning(
                 f'{{"event": "engine_pid_floor_not_set", "floor": {pid_floor}, "file": "{NS_LAST_PID}"}}'
             )
-        proc = subprocess.Popen(argv, stdin=devnull, stdout=out, stderr=out, start_new_session=True, env=env)
+        proc = subprocess.Popen(
+            argv, stdin=devnull, stdout=out, stderr=out, start_new_session=True, env=engine_env(env)
+        )
     # Popen's own bookkeeping is dropped: the reaper owns the exit status from here on.
     proc.returncode = 0
     return proc.pid

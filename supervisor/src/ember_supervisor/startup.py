@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,12 +24,14 @@ from ember_supervisor.plan import choose_start
 
 log = logging.getLogger("ember.supervisor")
 FAILURE_FILE = "restore-failure.json"
+START_PATH_ENV = "EMBER_START_PATH"  # the operator's choice (ember.policy.startpath): cold | restore
 STARTUP_FILE = "startup.json"
 
 
 @dataclass
 class Startup:
     path: str = "pending"
+    asked: str = "auto"  # the path the operator chose; `path` is what happened
     checkpoint_id: str | None = None
     why: str = ""
     phases_s: dict[str, float] = field(default_factory=dict)
@@ -68,13 +71,25 @@ def record_failure(state_dir: Path, checkpoint_id: str | None, reason: str, deta
     tmp.replace(path)
 
 
-def start_engine(cfg: SupervisorConfig, metrics: SupervisorMetrics) -> Startup:
-    """Restore when a checkpoint is usable, else cold; on a restore failure, cold once. Raises when
+def asked_path(environ: Mapping[str, str]) -> str:
+    """The operator's choice: `cold` (do not look for a checkpoint), `restore`, or `auto` when none
+    was given (run by hand or by the library's tests: restore when a checkpoint is usable)."""
+    v = environ.get(START_PATH_ENV, "").strip().lower()
+    return v if v in ("cold", "restore") else "auto"
+
+
+def start_engine(
+    cfg: SupervisorConfig, metrics: SupervisorMetrics, environ: Mapping[str, str] | None = None
+) -> Startup:
+    """As the operator chose (EMBER_START_PATH): `cold` starts cold; `restore` (or none given)
+    restores when a checkpoint is usable, else cold; on a restore failure, cold once. Raises when
     the cold start itself fails (the container exits; the failure file stops a restore retry)."""
     cfg.state_dir.mkdir(parents=True, exist_ok=True)
-    st = Startup()
+    st = Startup(asked=asked_path(os.environ if environ is None else environ))
     t0 = time.monotonic()
-    if cfg.checkpoint_dir is not None:
+    if st.asked == "cold":
+        st.why = "the operator chose cold"
+    elif cfg.checkpoint_dir is not None:
         try:
             if _try_restore(cfg, st):
                 _finish(cfg, metrics, st, t0)
@@ -148,7 +163,7 @@ def _cold(cfg: SupervisorConfig, st: Startup) -> None:
     t = time.monotonic()
     st.path = "cold"
     floor = cfg.engine_pid_floor if os.getpid() == 1 else None  # only a container's own pid space
-    st.engine_pid = procs.start_engine(cfg.engine_argv, cfg.state_dir / "engine.log", pid_floor=floor)
+    st.engine_pid = procs.start_engine(cfg.cold_argv, cfg.state_dir / "engine.log", pid_floor=floor)
     st.phases_s["cold_spawn"] = time.monotonic() - t
     pid = st.engine_pid
     try:

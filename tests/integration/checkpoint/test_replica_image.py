@@ -100,7 +100,7 @@ def config(engine_port: int = 8000) -> dict[str, object]:
 class Replica:
     """One `docker run` of the replica image, its ports published on 127.0.0.1."""
 
-    def __init__(self, image: str, name: str, checkpoints: Path) -> None:
+    def __init__(self, image: str, name: str, checkpoints: Path, extra: tuple[str, ...] = ()) -> None:
         self.name = name
         docker("rm", "-f", name, check=False)
         docker(
@@ -119,6 +119,7 @@ class Replica:
             "127.0.0.1::8000",
             "-p",
             "127.0.0.1::8081",
+            *extra,
             image,
         )
         self.engine = f"http://127.0.0.1:{self._port(8000)}"

@@ -99,12 +99,22 @@ def test_sample_is_accepted_and_read_back_with_the_models_defaults(kube: Kube, p
     assert stored["spec"] == InferenceServiceSpec.model_validate(doc["spec"]).to_k8s()
 
 
-def test_printer_columns_show_model_ready_desired_and_decision(kube: Kube) -> None:
+def test_printer_columns_show_model_ready_desired_lifecycle_and_decision(kube: Kube) -> None:
     kube.kubectl("apply", "-f", str(ROOT / "examples" / "minimal.yaml"))
     header = kube.kubectl("get", "eis").stdout.splitlines()[0].split()
-    assert header == ["NAME", "MODEL", "READY", "DESIRED", "TTFT-P95-MS", "DECISION", "AGE"]
+    assert header == [
+        "NAME",
+        "MODEL",
+        "READY",
+        "DESIRED",
+        "SERVING",
+        "SLEEPING",
+        "TTFT-P95-MS",
+        "DECISION",
+        "AGE",
+    ]
     wide = kube.kubectl("get", "eis", "-o", "wide").stdout.splitlines()[0].split()
-    assert {"MODE", "ENDPOINT"} <= set(wide)
+    assert {"MODE", "ENDPOINT", "STARTING"} <= set(wide)
 
 
 def test_kubectl_scale_sets_spec_replicas_and_is_bounded_by_max(kube: Kube) -> None:

@@ -16,8 +16,9 @@ from ember.api.v1alpha1 import InferenceServiceSpec, InferenceServiceStatus
 from ember.config import Settings
 from ember.handlers.checkpoint import checkpoint_step
 from ember.handlers.context import OperatorContext
-from ember.observe.supervisor import SupervisorError, checkpoint_status
-from ember.policy.desired import restore_available
+from ember.observe.supervisor import checkpoint_status
+from ember.policy.startpath import restore_available
+from ember.replica.client import SupervisorError
 from ember.telemetry.metrics import Metrics
 
 MANIFEST = {

@@ -33,6 +33,16 @@ def test_supervisor_accepts_the_config_and_runs_vllm_on_the_asyncio_entry_point(
     assert cfg.canary is not None and json.loads(cfg.canary.body or "{}")["model"] == "m"
 
 
+def test_the_services_weight_loader_reaches_the_supervisor_and_the_engine_argv() -> None:
+    from ember_checkpoint.weights import WORKER_EXTENSION
+
+    default = supervisor_of(builders.replica_pod("llm", "ns", "uid", spec(), 0))
+    assert default.weight_loader == "ember"
+    assert default.cold_argv[-2:] == ["--worker-extension-cls", WORKER_EXTENSION]
+    plain = supervisor_of(builders.replica_pod("llm", "ns", "uid", spec(engine={"weightLoader": "vllm"}), 0))
+    assert plain.weight_loader == "vllm" and "--worker-extension-cls" not in plain.cold_argv
+
+
 @pytest.mark.parametrize(("policy", "restores"), [("IfVerified", True), ("Never", False)])
 def test_checkpoint_storage_is_handed_to_the_supervisor(policy: str, restores: bool) -> None:
     s = spec(checkpoint={"enabled": True, "restorePolicy": policy, "keep": 3})

@@ -8,6 +8,9 @@ TEMPLATE_HASH = f"{PREFIX}/template-hash"  # hash of the pod-shaping spec: a cha
 MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGED_BY_VALUE = "ember"
 
+STATE = f"{PREFIX}/state"  # "sleeping" while parked (absent otherwise); an operator restart reads it
+SLEEPING = "sleeping"
+SLEEP_STARTED = f"{PREFIX}/sleep-started"  # annotation: RFC 3339 time the pod was parked
 DRAIN_STARTED = f"{PREFIX}/drain-started"  # annotation: RFC 3339 time the drain began
 START_PATH = f"{PREFIX}/start-path"  # annotation: cold | restore
 # routing (kube/routing.py): the Ember-owned EndpointSlice of a Service says where it routes

@@ -49,7 +49,11 @@ def _no_dotdot(s: str) -> bool:
 NO_DOTDOT_CEL = f"!self.matches(r'{DOTDOT_SEGMENT}')"
 
 # ------------------------------------------------------------------------------------ model.uri
-SCHEMES = "use hf://org/name (Hugging Face), pvc://claim/path (a PersistentVolumeClaim) or file:///path (in the image)"
+SCHEMES = (
+    "use hf://org/name (Hugging Face), pvc://claim/path (a PersistentVolumeClaim), file:///path (in the "
+    "image), s3://bucket/path or gs://bucket/path (streamed by vLLM) or oci://registry/repo:tag (an image)"
+)
+_BUCKET = r"[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]"
 _HF_NAME = r"[A-Za-z0-9][A-Za-z0-9._-]*"
 _PATH = rf"[^{_SPACE}]"
 
@@ -60,11 +64,17 @@ def _scheme_message(uri: str) -> str:
     return f"no scheme; {SCHEMES}"
 
 
+def _bucket_check(scheme: str) -> Callable[[str], bool]:
+    ok = matches(f"{scheme}{_BUCKET}(/{_PATH}*)?")
+    return lambda u: not u.startswith(scheme) or ok(u)
+
+
+MODEL_SCHEMES = ("hf://", "pvc://", "file://", "s3://", "gs://", "oci://")
 MODEL_URI_RULES = (
     CelRule(
-        "self.startsWith('hf://') || self.startsWith('pvc://') || self.startsWith('file://')",
+        " || ".join(f"self.startsWith('{x}')" for x in MODEL_SCHEMES),
         f"unknown scheme; {SCHEMES}",
-        lambda u: u.startswith(("hf://", "pvc://", "file://")),
+        lambda u: u.startswith(MODEL_SCHEMES),
         message_expression=(
             "self.contains('://') ? \"unknown scheme '\" + self.split('://')[0] + \"'; "
             f'{SCHEMES}" : "no scheme; {SCHEMES}"'
@@ -86,6 +96,15 @@ MODEL_URI_RULES = (
         f"!self.startsWith('file://') || {cel_matches('self', f'file:///{_PATH}+')}",
         "file:// takes an absolute path with no spaces, so three slashes: e.g. file:///models/llama-3-8b",
         lambda u: not u.startswith("file://") or matches(f"file:///{_PATH}+")(u),
+    ),
+    *(
+        CelRule(
+            f"!self.startsWith('{x}') || {cel_matches('self', f'{x}{_BUCKET}(/{_PATH}*)?')}",
+            f"{x} takes a bucket name (lowercase letters, digits, '.', '-' and '_') and a path inside it "
+            f"with no spaces: e.g. {x}models/llama-3-8b",
+            _bucket_check(x),
+        )
+        for x in ("s3://", "gs://")
     ),
     CelRule(
         NO_DOTDOT_CEL,
@@ -227,6 +246,16 @@ IMAGE_RULE = CelRule(
     "not an image reference: write [registry/]repository[:tag][@digest], repository in lowercase, "
     "no spaces, e.g. vllm/vllm-openai:v0.25.1",
     matches(IMAGE_REFERENCE),
+)
+# oci:// names an image whose files are the model (a Kubernetes image volume): the same grammar
+MODEL_URI_RULES = (
+    *MODEL_URI_RULES,
+    CelRule(
+        f"!self.startsWith('oci://') || {cel_matches('self', f'oci://{IMAGE_REFERENCE}')}",
+        "oci:// takes an image reference, registry/repository[:tag][@digest] in lowercase: "
+        "e.g. oci://ghcr.io/acme/llama-3-8b:v1",
+        lambda u: not u.startswith("oci://") or matches(f"oci://{IMAGE_REFERENCE}")(u),
+    ),
 )
 PRIORITY_CLASS_RULE = CelRule(
     cel_matches("self", DNS_SUBDOMAIN),

@@ -32,10 +32,29 @@ Archetype = Literal["interactive", "background", "batch"]
 class ModelSource(EmberModel):
     """Which model the replicas serve and where its weights come from."""
 
+    __cel__ = (
+        CelRule(
+            "!has(self.credentialsSecret) || self.uri.startsWith('s3://') || self.uri.startsWith('gs://')",
+            "credentialsSecret is for s3:// and gs:// models (hf:// takes engine.hfTokenSecret; pvc:// and "
+            "oci:// need none)",
+            lambda m: m.credentials_secret is None or m.uri.startswith(("s3://", "gs://")),
+            ".credentialsSecret",
+        ),
+    )
+
     uri: Annotated[str, Cel(*R.MODEL_URI_RULES)] = Field(max_length=512)
-    """Location of the weights: hf://org/name, pvc://claim/path or file:///path (in the image or on the node)."""
+    """Location of the weights: hf://org/name, pvc://claim/path, file:///path (in the image or on the
+    node), s3://bucket/path or gs://bucket/path (handed to vLLM's Run:ai streamer,
+    `--load-format runai_streamer`: the engine image needs vllm[runai]; safetensors only), or
+    oci://registry/repo:tag (an image whose files are the model, mounted as a Kubernetes image volume;
+    the cluster needs the ImageVolume feature, on by default since 1.35)."""
     revision: Annotated[str, Cel(*R.REVISION_RULES)] = Field("main", max_length=128)
     """Revision of the model (a branch, tag or commit for hf://); part of the checkpoint identity."""
+    credentials_secret: P.LocalObjectReference | None = None
+    """A Secret of the service's namespace for s3:// and gs://: its keys become the engine's
+    environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL...), and for gs:// it is
+    also mounted at /var/run/ember/model-credentials with GOOGLE_APPLICATION_CREDENTIALS pointing at
+    its key `key.json`. Without it the engine uses the pod's own identity (IRSA, Workload Identity)."""
     served_name: Annotated[str, Cel(R.SERVED_NAME_RULE)] | None = Field(None, max_length=128)
     """Name clients pass as `model` in OpenAI requests (vLLM's --served-model-name). Default: the
     InferenceService's name."""
@@ -127,6 +146,10 @@ class Engine(EmberModel):
     """vLLM --dtype."""
     port: int = Field(8000, ge=1024, le=65535)
     """Port of the OpenAI-compatible server inside the pod."""
+    weight_loader: Literal["ember", "vllm"] = "ember"
+    """Who re-reads the weights when a replica restores a checkpoint dumped without them (vLLM sleep
+    level 2): ember (Ember's parallel pinned loader, a vLLM worker extension; falls back to vLLM's
+    reload_weights on any error) or vllm (vLLM's reload_weights alone)."""
 
 
 class Resources(EmberModel):
@@ -178,6 +201,24 @@ class MetricQueries(EmberModel):
     """KV-cache use fraction 0..1, per replica (by pod)."""
 
 
+class SleepPolicy(EmberModel):
+    """Sleeping replicas: a scaled-down replica sleeps (its engine kept, out of the Service) instead of
+    being deleted, and a scale-up wakes it first (the fastest start: policy/startpath.py)."""
+
+    max_sleeping: int = Field(0, ge=0, le=10_000)
+    """Most replicas that may sleep at once; 0 (the default) turns sleeping off: drained replicas are
+    deleted. Must not exceed maxReplicas. A sleeping replica keeps its GPU (it is deleted when a
+    serving replica of any service waits for one)."""
+    delete_after_seconds: int | None = Field(None, ge=1, le=2_592_000)
+    """A replica asleep for longer than this is deleted; unset: kept until it is woken or its GPU is
+    wanted."""
+    tier: Literal["auto", "sleep", "suspend", "freeze"] = "auto"
+    """How the supervisor puts the engine to sleep. sleep: vLLM sleep level 1 (weights to host RAM,
+    GPU); suspend: sleep, then the CUDA driver's suspend (GPU memory freed; GPU); freeze: the CPU
+    stand-in (the engine's processes frozen, nothing freed); auto: sleep on a GPU, else freeze.
+    sleep and suspend need resources.gpu > 0."""
+
+
 class Scaling(EmberModel):
     """Bounds and behaviour of the autoscaler."""
 
@@ -199,6 +240,12 @@ class Scaling(EmberModel):
             "panicWindowSeconds must not exceed stableWindowSeconds",
             lambda s: s.panic_window_seconds <= s.stable_window_seconds,
             ".panicWindowSeconds",
+        ),
+        CelRule(
+            "self.sleep.maxSleeping <= self.maxReplicas",
+            "sleep.maxSleeping must not exceed maxReplicas",
+            lambda s: s.sleep.max_sleeping <= s.max_replicas,
+            ".sleep.maxSleeping",
         ),
     )
 
@@ -239,6 +286,8 @@ class Scaling(EmberModel):
     """active: decisions change the replica count; advisory: decisions are recorded only."""
     queries: MetricQueries = Field(default_factory=MetricQueries)
     """Overrides of the PromQL the autoscaler runs."""
+    sleep: SleepPolicy = Field(default_factory=SleepPolicy)
+    """Sleeping replicas (off unless maxSleeping > 0)."""
 
 
 class WarmBuffer(EmberModel):
@@ -365,6 +414,12 @@ class InferenceServiceSpec(EmberModel):
             "warmBuffer needs resources.gpu > 0",
             lambda s: not s.warm_buffer.enabled or s.resources.gpu > 0,
             ".warmBuffer.enabled",
+        ),
+        CelRule(
+            "!(self.scaling.sleep.tier in ['sleep', 'suspend']) || self.resources.gpu > 0",
+            "scaling.sleep.tier sleep and suspend need resources.gpu > 0 (a CPU replica sleeps by freeze)",
+            lambda s: s.scaling.sleep.tier not in ("sleep", "suspend") or s.resources.gpu > 0,
+            ".scaling.sleep.tier",
         ),
         CelRule(
             "!self.warmBuffer.enabled || self.warmBuffer.priorityClassName != self.resources.priorityClassName",
@@ -550,6 +605,14 @@ class InferenceServiceStatus(EmberModel):
     """Replica pods that exist and are not being drained."""
     ready_replicas: int = 0
     """Replica pods that are Ready."""
+    serving_replicas: int = 0
+    """Replicas Ready and in the Service."""
+    sleeping_replicas: int = 0
+    """Replicas asleep (spec.scaling.sleep): out of the Service, engine kept, GPU held."""
+    starting_replicas: int = 0
+    """Replicas not Ready yet (cold, restore)."""
+    draining_replicas: int = 0
+    """Replicas leaving the Service, finishing their streams."""
     desired_replicas: int = 0
     """The count the operator is converging to."""
     selector: str = ""
@@ -557,7 +620,7 @@ class InferenceServiceStatus(EmberModel):
     endpoint: str = ""
     """In-cluster URL of the OpenAI-compatible endpoint."""
     conditions: list[Condition] = Field(default_factory=list)
-    """Ready, Progressing, Degraded, MetricsAvailable, Synced, CheckpointReady, WarmBuffer*."""
+    """Ready, Progressing, Degraded, MetricsAvailable, Synced, CheckpointReady, WarmBuffer*, WakeFallback."""
     last_decision: Decision | None = None
     """The autoscaler's last decision and why."""
     autoscaler: AutoscalerState = Field(default_factory=AutoscalerState)

@@ -14,30 +14,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ember.api import demand
-from ember.api.v1alpha1 import Decision, InferenceServiceSpec, InferenceServiceStatus, Observed
+from ember.api.v1alpha1 import Decision, InferenceServiceStatus, Observed
 from ember.handlers.context import OperatorContext
 from ember.handlers.objects import parse
-from ember.handlers.replicas import Emit, kopf_emit
+from ember.handlers.replicas import Emit, kopf_emit, start_choice
 from ember.handlers.status_writer import AUTOSCALER, apply_owned
 from ember.kube.views import pod_view
 from ember.observe.prometheus import observe
 from ember.policy.autoscale import decide
-from ember.policy.desired import desired_replicas, restore_available
+from ember.policy.desired import desired_replicas
 from ember.policy.status import METRICS_REASONS, metrics_condition, set_condition
-from ember.policy.tenancy import CheckpointGrant, checkpoint_grant
 
 log = logging.getLogger("ember.autoscaler")
-
-
-def start_path(
-    spec: InferenceServiceSpec, status: InferenceServiceStatus, ctx: OperatorContext, ns: str, name: str
-) -> tuple[str, float]:
-    """The fastest start path available now, and how long it is expected to take (a restore needs the
-    admin's checkpoint grant too: without it replicas start cold whatever status.checkpoint says)."""
-    granted = isinstance(checkpoint_grant(ctx.settings.checkpoint_access(), ns, name, spec), CheckpointGrant)
-    if granted and restore_available(spec, status):
-        return "restore", ctx.settings.restore_seconds
-    return "cold", ctx.settings.cold_start_seconds
 
 
 def _ms(s: float | None) -> float | None:
@@ -73,14 +61,16 @@ async def autoscale_step(
     ns, name, gen, key, spec, prev = obj.ns, obj.name, obj.generation, obj.key, obj.spec, obj.status
     now = time.time()
     views = [v for p in pods if (v := pod_view(p)) is not None and not v.terminating]
-    current = [v for v in views if not v.draining]
+    current = [v for v in views if not v.draining and not v.sleeping]  # sleepers are no replicas
     # requests an activator holds (api/demand.py): while nothing is ready they are decided on at once
     held = demand.held(body["metadata"].get("annotations"), now, ctx.settings.demand_ttl_seconds)
     urgent = held > 0 and not any(v.ready for v in current)
     if now - ctx.last_decision.get(key, 0.0) < spec.scaling.decision_interval_seconds and not urgent:
         return None
     ctx.last_decision[key] = now
-    path, ttr = start_path(spec, prev, ctx, ns, name)
+    # with a sleeper the next replica is a wake: the policy plans with the wake time
+    choice = start_choice(ctx, ns, name, spec, prev, tuple(v.name for v in views if v.sleeping))
+    path, ttr = choice.path, choice.expected_s
     obs = await observe(
         ctx.prometheus,
         spec,
@@ -92,6 +82,9 @@ async def autoscale_step(
         time_to_ready_s=ttr,
         start_path=path,
         allow_overrides=ctx.settings.allow_query_overrides,
+        bulk=ctx.bulk,
+        # held requests at zero: fresh numbers; otherwise an answer up to one interval old is shared
+        max_age_s=0.0 if urgent else spec.scaling.decision_interval_seconds,
     )
     obs = dataclasses.replace(obs, held=held)
     ctx.observations[key] = obs

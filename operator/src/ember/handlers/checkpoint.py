@@ -16,13 +16,13 @@ from typing import Any
 from ember.api.v1alpha1 import InferenceServiceStatus
 from ember.handlers.context import OperatorContext
 from ember.handlers.objects import parse
-from ember.handlers.replicas import Emit, kopf_emit
+from ember.handlers.replicas import Emit, kopf_emit, supervisor_token
 from ember.handlers.status_writer import CHECKPOINT, apply_owned
-from ember.kube import builders
 from ember.kube.views import pod_view
-from ember.observe.supervisor import SupervisorError, checkpoint_status, request_checkpoint
+from ember.observe.supervisor import checkpoint_status
 from ember.policy.status import set_condition
 from ember.policy.tenancy import CheckpointRefusal, checkpoint_grant
+from ember.replica.client import SupervisorError, request_checkpoint
 
 BACKOFF_S = (30.0, 60.0, 120.0, 300.0, 600.0)
 
@@ -33,7 +33,7 @@ def _candidate(pods: Iterable[Mapping[str, Any]]) -> tuple[str, str] | None:
     for p in pods:
         v = pod_view(p)
         ip = (p.get("status") or {}).get("podIP")
-        if v is None or not v.ready or v.draining or v.terminating or not ip:
+        if v is None or not v.ready or v.draining or v.sleeping or v.terminating or not ip:
             continue
         if best is None or v.created < best[0]:
             best = (v.created, v.name, ip)
@@ -97,19 +97,6 @@ async def checkpoint_step(
         "CheckpointTaken" if ok else "CheckpointNotVerified",
         f"{cp.id} from {pod} ({cp.size_bytes} bytes, verified={ok})",
     )
-
-
-async def supervisor_token(ctx: OperatorContext, ns: str, name: str) -> str:
-    """The service's supervisor token from the Secret the operator created (executor.ensure_service), for
-    every call to the supervisor's POST routes (observe.supervisor.auth_headers)."""
-    secret = builders.token_secret_name(name)
-    try:
-        token = await asyncio.to_thread(ctx.api.read_secret_key, ns, secret, builders.TOKEN_KEY)
-    except Exception as e:  # e.g. 403: reported like any failed attempt, with backoff
-        raise SupervisorError(f"cannot read Secret {secret}: {type(e).__name__}: {str(e)[:200]}") from e
-    if token is None:
-        raise SupervisorError(f"Secret {secret} with the supervisor token is missing")
-    return token
 
 
 async def _refuse(

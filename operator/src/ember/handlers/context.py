@@ -9,6 +9,7 @@ from typing import Any
 from ember.config import Settings
 from ember.kube.client import KubeAPI
 from ember.kube.shaping import AdminShaping
+from ember.observe.bulk import BulkQueries
 from ember.observe.prometheus import Prometheus
 from ember.policy.observation import Observation
 from ember.telemetry.metrics import Metrics
@@ -25,6 +26,7 @@ class OperatorContext:
     _locks: dict[Key, asyncio.Lock] = field(default_factory=dict)
     services_ok: set[Key] = field(default_factory=set)  # Services known to exist (cleared on delete)
     prometheus: Prometheus | None = None
+    bulk: BulkQueries | None = None  # the shared per-interval metrics fetch (observe/bulk.py)
     last_decision: dict[Key, float] = field(default_factory=dict)  # monotonic-ish unix time of last decide
     observations: dict[Key, Observation] = field(default_factory=dict)  # latest, for drains
     checkpoint_attempts: dict[Key, tuple[float, int]] = field(default_factory=dict)  # (last try, failures)
@@ -35,8 +37,13 @@ class OperatorContext:
     activator_cache: tuple[float, list[Any]] | None = None  # (read at, activator endpoints)
 
     def shaping(self) -> AdminShaping:
-        """The admin's pod shaping (chart values replicaDefaults, gpuTypeLabel)."""
-        return AdminShaping(self.settings.replica_defaults, self.settings.gpu_type_label)
+        """The admin's pod shaping (chart values replicaDefaults, gpuTypeLabel, supervisorImage)."""
+        return AdminShaping(
+            self.settings.replica_defaults,
+            self.settings.gpu_type_label,
+            self.settings.supervisor_image,
+            self.settings.model_cache_host_path,
+        )
 
     def wake_event(self, key: Key) -> asyncio.Event:
         return self._wake.setdefault(key, asyncio.Event())

@@ -19,11 +19,25 @@ from ember.api import labels as L
 from ember.api.v1alpha1 import GROUP, PLURAL, VERSION
 from ember.handlers.context import OperatorContext
 from ember.handlers.steps import run_pass
+from ember.kube import views
 from ember.kube.client import credentials
 
 log = logging.getLogger("ember.handlers")
 MANAGED = {L.MANAGED_BY: L.MANAGED_BY_VALUE}
 _POD_KEEP = ("name", "namespace", "uid", "labels", "annotations", "creationTimestamp", "deletionTimestamp")
+
+
+def gpu_wanted(pods: Any) -> bool:
+    """Some replica pod (of any service, not asleep) waits for GPUs: the scheduler found none."""
+    for p in pods:
+        meta, st = p.get("metadata") or {}, p.get("status") or {}
+        if (meta.get("labels") or {}).get(L.STATE) == L.SLEEPING or meta.get("deletionTimestamp"):
+            continue
+        for c in st.get("conditions") or []:
+            unschedulable = c.get("type") == "PodScheduled" and c.get("reason") == "Unschedulable"
+            if unschedulable and L.GPU_RESOURCE in (c.get("message") or ""):
+                return True
+    return False
 
 
 def _compact(body: Any) -> dict[str, Any]:
@@ -36,6 +50,7 @@ def _compact(body: Any) -> dict[str, Any]:
             "conditions": [dict(c) for c in st.get("conditions") or []],
             "phase": st.get("phase"),
             "podIP": st.get("podIP"),
+            **views.container_statuses(st),  # why a container fails (Degraded: ReplicaFailing)
         },
     }
 
@@ -114,6 +129,9 @@ def register(reg: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
                                 body,
                                 list(ember_pods.get(key, [])),
                                 list(ember_placeholders.get(key, [])),
+                                gpu_wanted=gpu_wanted(
+                                    p for k in list(ember_pods) for p in ember_pods.get(k, [])
+                                ),
                             )
                         ctx.metrics.reconciles.labels("error" if failed else "ok").inc()
                     except Exception:

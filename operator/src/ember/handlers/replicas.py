@@ -14,15 +14,16 @@ import kopf
 from pydantic import ValidationError
 
 from ember.api import labels as L
-from ember.api.v1alpha1 import InferenceServiceSpec, InferenceServiceStatus
+from ember.api.v1alpha1 import Condition, InferenceServiceSpec, InferenceServiceStatus
 from ember.handlers.context import OperatorContext
-from ember.handlers.status_writer import REPLICAS, apply_owned
+from ember.handlers.status_writer import REPLICAS, WAKE, apply_owned
 from ember.kube import builders, executor, shaping
 from ember.kube.views import pod_view
-from ember.policy import rollout
-from ember.policy.desired import desired_replicas, restore_available
+from ember.policy import rollout, startpath
+from ember.policy.desired import desired_replicas
 from ember.policy.status import replica_conditions, set_condition
 from ember.policy.tenancy import CheckpointGrant, checkpoint_grant
+from ember.replica.client import Replicas, SupervisorError, supervisor_url
 
 log = logging.getLogger("ember.reconcile")
 
@@ -66,6 +67,86 @@ async def _missing_reference(
         return None
 
 
+def start_choice(
+    ctx: OperatorContext,
+    ns: str,
+    name: str,
+    spec: InferenceServiceSpec,
+    status: InferenceServiceStatus,
+    sleeping: tuple[str, ...] = (),
+) -> startpath.StartChoice:
+    """The start path of this service's next replica (policy/startpath.py), with the admin's grant and
+    the operator's default times; every start decision in the operator is this one."""
+    granted = isinstance(checkpoint_grant(ctx.settings.checkpoint_access(), ns, name, spec), CheckpointGrant)
+    s = ctx.settings
+    defaults = startpath.Defaults(
+        wake_s=s.wake_seconds, restore_s=s.restore_seconds, cold_s=s.cold_start_seconds
+    )
+    return startpath.choose(spec, status, granted=granted, sleeping=sleeping, defaults=defaults)
+
+
+async def supervisor_token(ctx: OperatorContext, ns: str, name: str) -> str:
+    """The service's supervisor token from the Secret the operator created (executor.ensure_service), for
+    every call to the supervisor's POST routes (replica.client.auth_headers)."""
+    secret = builders.token_secret_name(name)
+    try:
+        token = await asyncio.to_thread(ctx.api.read_secret_key, ns, secret, builders.TOKEN_KEY)
+    except Exception as e:  # e.g. 403: reported like any failed attempt, with backoff
+        raise SupervisorError(f"cannot read Secret {secret}: {type(e).__name__}: {str(e)[:200]}") from e
+    if token is None:
+        raise SupervisorError(f"Secret {secret} with the supervisor token is missing")
+    return token
+
+
+async def _replicas_client(
+    ctx: OperatorContext, ns: str, name: str, pods: Iterable[Mapping[str, Any]], plan: rollout.Plan
+) -> Replicas | None:
+    """The supervisor client the executor needs for this plan's Park and Wake actions; None when there
+    are none, or when the token cannot be read (those actions then fall back: the pod is deleted)."""
+    if not (plan.of(rollout.Park) or plan.of(rollout.Wake)):
+        return None
+    try:
+        token = await supervisor_token(ctx, ns, name)
+    except SupervisorError as e:
+        log.warning("no supervisor token", extra={"object": f"{ns}/{name}", "error": str(e)})
+        return None
+    port = ctx.settings.supervisor_port
+    urls = {
+        p["metadata"]["name"]: supervisor_url(ip, port)
+        for p in pods
+        if (ip := (p.get("status") or {}).get("podIP"))
+    }
+    return Replicas(urls, token, sleep_timeout_s=ctx.settings.sleep_timeout_seconds,
+                    wake_timeout_s=ctx.settings.wake_timeout_seconds)  # fmt: skip
+
+
+def wake_fallback(
+    prev: list[Condition], outcomes: list[executor.Outcome], now: datetime, gen: int | None
+) -> list[Condition] | None:
+    """The WakeFallback condition after this pass's outcomes, or None when none concerns it. Set from
+    a one-off outcome, so it is written by its own field manager (WAKE) only when a wake happened: a
+    later pass, whatever its view of the status, never drops it. True (reason: the supervisor's) from
+    a failed wake until the next successful one, which sets it False."""
+    failed = [o for o in outcomes if o.reason == "WakeFailed"]
+    woken = [o for o in outcomes if o.reason == "Woken"]
+    if failed:
+        return set_condition(prev, "WakeFallback", True, "WakeFailed", failed[-1].message[:1000], now, gen)
+    if woken:
+        return set_condition(prev, "WakeFallback", False, "Woken", woken[-1].message[:1000], now, gen)
+    return None
+
+
+def lifecycle_counts(views: list[rollout.PodView], plan: rollout.Plan) -> dict[str, int]:
+    """Replicas by lifecycle state before this pass's actions (status; printer columns)."""
+    live = [v for v in views if not v.terminating]
+    return {
+        "serving_replicas": sum(v.ready and not v.draining and not v.sleeping for v in live),
+        "sleeping_replicas": sum(v.sleeping for v in live),
+        "starting_replicas": sum(not v.ready and not v.draining and not v.sleeping for v in live),
+        "draining_replicas": sum(v.draining for v in live),
+    }
+
+
 Emit = Callable[[Mapping[str, Any], str, str, str], None]  # (body, type, reason, message)
 
 
@@ -79,8 +160,10 @@ async def reconcile(
     pods: Iterable[Mapping[str, Any]],
     emit: Emit = kopf_emit,
     fresh: InferenceServiceStatus | None = None,
+    gpu_wanted: bool = False,
 ) -> None:
-    """`fresh`: the status the autoscaler just wrote in this pass (the body may not show it yet)."""
+    """`fresh`: the status the autoscaler just wrote in this pass (the body may not show it yet).
+    `gpu_wanted`: a serving replica somewhere waits for GPUs: a sleeping replica yields its own."""
     meta = body["metadata"]
     ns, name, uid, gen = meta["namespace"], meta["name"], meta["uid"], meta.get("generation")
     now = datetime.now(UTC).replace(microsecond=0)
@@ -100,9 +183,15 @@ async def reconcile(
     granted = grant if isinstance(grant, CheckpointGrant) else None  # a refusal: handlers/checkpoint.py
     admin = ctx.shaping()
     views = [v for p in pods if (v := pod_view(p, in_flight(ctx, ns, name, p))) is not None]
+    sl = spec.scaling.sleep
     plan = rollout.plan(
         rollout.Desired(
-            desired, builders.template_hash(spec, granted, admin), float(spec.scaling.drain_timeout_seconds)
+            desired,
+            builders.template_hash(spec, granted, admin),
+            float(spec.scaling.drain_timeout_seconds),
+            max_sleeping=sl.max_sleeping,
+            delete_after_s=None if sl.delete_after_seconds is None else float(sl.delete_after_seconds),
+            yield_gpu=gpu_wanted,
         ),
         views,
         time.time(),
@@ -117,10 +206,12 @@ async def reconcile(
         ns,
         uid,
         spec,
-        "restore" if granted is not None and restore_available(spec, prev) else "cold",
+        # creates come after every sleeper is woken (the planner's order): their path is the next one
+        start_choice(ctx, ns, name, spec, prev).path,
         ctx.settings.supervisor_port,
         granted,
         admin,
+        await _replicas_client(ctx, ns, name, pods, plan),
     )
     outcomes: list[executor.Outcome] = []
     if (ns, name) not in ctx.services_ok:
@@ -153,6 +244,7 @@ async def reconcile(
             # what exists: a create the API server refused is not a replica (this feeds /scale)
             "replicas": rollout.replicas_after(views, [a for a in plan.actions if a not in undone]),
             "ready_replicas": plan.ready,
+            **lifecycle_counts(views, plan),
             "desired_replicas": desired,
             "selector": builders.selector_string(name),
             "endpoint": builders.endpoint(name, ns),
@@ -160,9 +252,15 @@ async def reconcile(
         }
     )
     await apply_owned(ctx, ns, name, REPLICAS, prev, after)
+    if (wf := wake_fallback(after.conditions, outcomes, now, gen)) is not None:
+        await apply_owned(
+            ctx, ns, name, WAKE, InferenceServiceStatus(), after.model_copy(update={"conditions": wf})
+        )
     for o in outcomes:
         emit(body, o.type, o.reason, o.message)
-        ctx.metrics.actions.labels(o.reason, "failed" if o.failed else "ok").inc()
+        ctx.metrics.actions.labels(
+            o.reason, "failed" if o.failed else "fallback" if o.fallback else "ok"
+        ).inc()
     ctx.metrics.replicas_desired.labels(ns, name).set(desired)
     ctx.metrics.replicas_ready.labels(ns, name).set(plan.ready)
     if plan.actions:

@@ -29,13 +29,28 @@ class Owner:
 
 REPLICAS = Owner(
     "ember-replicas",
-    ("observed_generation", "replicas", "ready_replicas", "desired_replicas", "selector", "endpoint"),
+    (
+        "observed_generation",
+        "replicas",
+        "ready_replicas",
+        "desired_replicas",
+        "selector",
+        "endpoint",
+        "serving_replicas",
+        "sleeping_replicas",
+        "starting_replicas",
+        "draining_replicas",
+    ),
     ("Ready", "Progressing", "Degraded"),
 )
 AUTOSCALER = Owner(
     "ember-autoscaler", ("last_decision", "autoscaler", "observed"), ("MetricsAvailable", "SLOAttainable")
 )
 CHECKPOINT = Owner("ember-checkpoint", ("checkpoint",), ("CheckpointReady",))
+# WakeFallback is set from a one-off outcome (a wake that failed, one that succeeded): its own manager
+# writes it only then, so the replica writer's later passes, whatever status they start from, never
+# own it and never drop it (handlers/replicas.wake_fallback)
+WAKE = Owner("ember-wake", (), ("WakeFallback",))
 LOOP = Owner("ember-loop", (), ("Synced",))  # handlers/steps.py: did every step of the last pass run
 WARM_BUFFER = Owner("ember-warm-buffer", ("warm_buffer",), ("WarmBufferReady", "WarmBufferMisconfigured"))
 

@@ -123,11 +123,13 @@ async def run_pass(
     replicas: list[Mapping[str, Any]],
     placeholders: list[Mapping[str, Any]],
     emit: Emit = kopf_emit,
+    gpu_wanted: bool = False,
 ) -> dict[str, str]:
+    """`gpu_wanted`: a serving replica of some service is Pending for lack of GPUs (sleepers yield)."""
     """autoscale -> replicas -> routing -> warm buffer -> checkpoint; returns the steps that failed."""
     p = Pass(ctx, body, emit)
     fresh = await p.step("autoscale", autoscale_step(ctx, body, replicas, emit))
-    await p.step("replicas", reconcile(ctx, body, replicas, emit, fresh=fresh))
+    await p.step("replicas", reconcile(ctx, body, replicas, emit, fresh=fresh, gpu_wanted=gpu_wanted))
     await p.step("routing", route(ctx, body, replicas, emit))
     await p.step("buffer", reconcile_buffer(ctx, body, placeholders, emit))
     running = ctx.checkpoint_tasks.get(p.key)

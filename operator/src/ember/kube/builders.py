@@ -56,6 +56,17 @@ SHM_MOUNT = "/dev/shm"
 # vLLM needs a few seconds after SIGTERM to finish streams the Service no longer routes to; the pod
 # also waits this long before SIGTERM so endpoint removal reaches every proxy first.
 PRESTOP_SLEEP_S = 5
+# The injected supervisor (ember_supervisor/inject.py): the supervisor image holds the tree at
+# INJECT_TREE; an init container copies it into an emptyDir at INJECT_MOUNT, and the engine container,
+# from any vLLM image, runs INJECT_SUPERVISOR on the image's own python3. With checkpoints the tree
+# carries CRIU's relocatable prefix too (run through its own loader: the image's glibc is not used).
+INJECT_TREE = "/opt/ember-inject"
+INJECT_MOUNT = "/ember"
+INJECT_VOLUME = "ember-inject"
+INJECT_SUPERVISOR = f"{INJECT_MOUNT}/bin/ember-supervisor"
+INJECT_CRIU = f"{INJECT_MOUNT}/criu"
+INJECT_RESOURCES = {"cpu": "50m", "memory": "128Mi"}  # one copy of ~25 MB
+INJECT_SIZE_LIMIT = "256Mi"
 
 
 def template_hash(
@@ -72,7 +83,7 @@ def template_hash(
     )
     if checkpoint is not None:
         shaped["grant"] = checkpoint.location
-    if admin != shaping.DEFAULT_ADMIN:
+    if admin.fingerprint() != shaping.DEFAULT_ADMIN.fingerprint():
         shaped["admin"] = admin.fingerprint()
     return hashlib.sha256(json.dumps(shaped, sort_keys=True).encode()).hexdigest()[:10]
 
@@ -100,6 +111,27 @@ def served_name(name: str, spec: InferenceServiceSpec) -> str:
     return spec.model.served_name or name
 
 
+MODEL_CREDENTIALS_MOUNT = "/var/run/ember/model-credentials"
+# The node-local model cache (admin's modelCache.hostPath): hf:// weights are downloaded once per node
+# and namespace, by the first replica or by the warm buffer's prestage, which mounts the same
+# directory at the same path and downloads into the same huggingface_hub layout (<cache>/hf).
+MODEL_CACHE_MOUNT = "/var/lib/ember/cache"
+MODEL_CACHE_VOLUME = "ember-model-cache"
+
+
+def model_cache_volume(admin: shaping.AdminShaping, namespace: str) -> dict[str, Any] | None:
+    """The cache's hostPath volume, placed per namespace (`<root>/<namespace>`): a tenant writes files
+    there that the engine loads, so a cache shared across namespaces would let one tenant plant weights
+    another serves (the checkpoint roots' rule, ARCHITECTURE.md: Tenancy). None without a root."""
+    if not admin.model_cache:
+        return None
+    path = f"{admin.model_cache.rstrip('/')}/{namespace}"
+    return {"name": MODEL_CACHE_VOLUME, "hostPath": {"path": path, "type": "DirectoryOrCreate"}}
+
+
+GCS_KEY = "key.json"
+
+
 def _model_arg(spec: InferenceServiceSpec) -> tuple[str, list[dict[str, Any]], list[dict[str, Any]]]:
     """The --model value, plus volumes and mounts the URI needs."""
     uri = spec.model.uri
@@ -110,7 +142,33 @@ def _model_arg(spec: InferenceServiceSpec) -> tuple[str, list[dict[str, Any]], l
         vol = {"name": "model", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
         mount = {"name": "model", "mountPath": MODEL_MOUNT, "readOnly": True}
         return f"{MODEL_MOUNT}/{sub}".rstrip("/"), [vol], [mount]
+    if uri.startswith("oci://"):  # model-as-image: the kubelet pulls it; no download code in Ember
+        vol = {
+            "name": "model",
+            "image": {"reference": uri.removeprefix("oci://"), "pullPolicy": "IfNotPresent"},
+        }
+        return MODEL_MOUNT, [vol], [{"name": "model", "mountPath": MODEL_MOUNT, "readOnly": True}]
+    if uri.startswith(("s3://", "gs://")):  # vLLM's Run:ai streamer reads the bucket itself
+        cred = spec.model.credentials_secret
+        if cred is None or uri.startswith("s3://"):
+            return uri, [], []
+        vol = {"name": "ember-model-credentials", "secret": {"secretName": cred.name}}
+        mount = {"name": "ember-model-credentials", "mountPath": MODEL_CREDENTIALS_MOUNT, "readOnly": True}
+        return uri, [vol], [mount]
     return uri.removeprefix("file://"), [], []
+
+
+def model_env(spec: InferenceServiceSpec) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The engine's env and envFrom for the model's credentialsSecret (s3://, gs://)."""
+    cred = spec.model.credentials_secret
+    if cred is None:
+        return [], []
+    env = []
+    if spec.model.uri.startswith("gs://"):
+        env.append(
+            {"name": "GOOGLE_APPLICATION_CREDENTIALS", "value": f"{MODEL_CREDENTIALS_MOUNT}/{GCS_KEY}"}
+        )
+    return env, [{"secretRef": {"name": cred.name}}]
 
 
 def engine_args(name: str, spec: InferenceServiceSpec, model: str) -> list[str]:
@@ -129,6 +187,8 @@ def engine_args(name: str, spec: InferenceServiceSpec, model: str) -> list[str]:
     ]
     if spec.model.uri.startswith("hf://"):
         args += ["--revision", spec.model.revision]
+    if spec.model.uri.startswith(("s3://", "gs://")):
+        args += ["--load-format", "runai_streamer"]
     if e.max_model_len:
         args += ["--max-model-len", str(e.max_model_len)]
     return args + list(e.args)
@@ -176,8 +236,10 @@ def supervisor_config(
         "checkpoint_dir": CHECKPOINT_MOUNT if restore else None,
         "state_dir": STATE_MOUNT,
         "listen_port": port,
+        "sleep_tier": spec.scaling.sleep.tier,  # spec.scaling.sleep: how POST /sleep sleeps
         "require_verified": cp.restore_policy == "IfVerified",
         "keep_verified": cp.keep,
+        "weight_loader": e.weight_loader,
         "canary": {
             "method": "POST",
             "path": "/v1/completions",
@@ -192,6 +254,46 @@ def supervisor_config(
             "json_field": "choices.0.text",
         },
     }
+
+
+def checkpoint_engine_env() -> dict[str, str]:
+    """The engine's environment a checkpoint needs, for images that bring nothing of Ember: no
+    io_uring in libuv (CRIU cannot dump one), vLLM's own sockets on loopback (a socket on the pod's
+    address cannot be restored in another pod), vLLM's compile cache on the checkpoint volume (the
+    kernels the engine maps must exist at the same path in the restoring pod)."""
+    return {
+        "UV_USE_IO_URING": "0",
+        "VLLM_HOST_IP": "127.0.0.1",
+        "GLOO_SOCKET_IFNAME": "lo",
+        "VLLM_CACHE_ROOT": f"{CHECKPOINT_MOUNT}/.vllm-cache",
+    }
+
+
+def inject_container(image: str, criu: bool) -> dict[str, Any]:
+    """The init container that copies the supervisor tree (and, with `criu`, CRIU) into /ember."""
+    parts = ["bin", "lib", *(["criu"] if criu else [])]
+    return {
+        "name": "ember-inject",
+        "image": image,
+        "command": ["cp", "-R", *(f"{INJECT_TREE}/{p}" for p in parts), f"{INJECT_MOUNT}/"],
+        "resources": {"requests": dict(INJECT_RESOURCES), "limits": {"memory": INJECT_RESOURCES["memory"]}},
+        "securityContext": dict(RESTRICTED_CONTAINER_SECURITY),
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "volumeMounts": [{"name": INJECT_VOLUME, "mountPath": INJECT_MOUNT}],
+    }
+
+
+def inject_volume() -> dict[str, Any]:
+    return {"name": INJECT_VOLUME, "emptyDir": {"sizeLimit": INJECT_SIZE_LIMIT}}
+
+
+def inject_mount() -> dict[str, Any]:
+    return {"name": INJECT_VOLUME, "mountPath": INJECT_MOUNT, "readOnly": True}
+
+
+def supervisor_command(admin: shaping.AdminShaping) -> list[str]:
+    """The engine container's command: the injected supervisor, or the image's own."""
+    return [INJECT_SUPERVISOR] if admin.supervisor_image else ["ember-supervisor"]
 
 
 def replica_pod(
@@ -219,11 +321,16 @@ def replica_pod(
         mounts.append(mount | ({"subPath": checkpoint.sub_path} if checkpoint.sub_path else {}))
     volumes.append({"name": "state", "emptyDir": {}})
     mounts.append({"name": "state", "mountPath": STATE_MOUNT})
+    if admin.supervisor_image:
+        volumes.append(inject_volume())
+        mounts.append(inject_mount())
     volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory"}})
     mounts.append({"name": "dshm", "mountPath": SHM_MOUNT})
     probe = {"httpGet": {"path": "/health", "port": "http"}}
     sup = supervisor_config(name, spec, model, supervisor_port, checkpoints=checkpoint is not None)
     own_env, env_from = shaping.engine_env(spec)
+    cred_env, cred_from = model_env(spec)
+    own_env, env_from = [*cred_env, *own_env], [*cred_from, *env_from]
     env: list[dict[str, Any]] = [
         *own_env,
         {"name": "EMBER_INFERENCESERVICE", "value": name},
@@ -234,6 +341,19 @@ def replica_pod(
             "valueFrom": {"secretKeyRef": {"name": token_secret_name(name), "key": TOKEN_KEY}},
         },
     ]
+    if admin.supervisor_image and checkpoint is not None:
+        env.append({"name": "EMBER_CRIU", "value": INJECT_CRIU})
+        # what the CPU replica image sets in its Dockerfile, and a stock image does not: a restorable
+        # engine (replica_image/Dockerfile has the why of each)
+        own = {v.name for v in e.env}
+        env += [{"name": k, "value": v} for k, v in checkpoint_engine_env().items() if k not in own]
+    cache = model_cache_volume(admin, namespace)
+    if cache is not None and checkpoint is not None and spec.model.uri.startswith("hf://"):
+        # a node directory: only with the admin's grant, like checkpoints (the restricted and baseline
+        # Pod Security profiles refuse hostPath volumes)
+        volumes.append(cache)
+        mounts.append({"name": MODEL_CACHE_VOLUME, "mountPath": MODEL_CACHE_MOUNT})
+        env.append({"name": "HF_HUB_CACHE", "value": f"{MODEL_CACHE_MOUNT}/hf"})
     if checkpoint is None and not any(v.name == "HOME" for v in e.env):
         # a non-root engine cannot write the image's /root: its caches (Hugging Face, vLLM) go to the
         # state emptyDir, which fsGroup makes writable (unless the spec sets HOME itself)
@@ -242,9 +362,13 @@ def replica_pod(
         "name": "engine",
         "image": e.image,
         # PID 1 is Ember's supervisor: it restores a verified checkpoint or starts vLLM cold (falling back
-        # to cold once on any restore failure); the engine's own flags are in its config.
-        "command": ["ember-supervisor"],
+        # to cold once on any restore failure); the engine's own flags are in its config. Injected
+        # (admin.supervisor_image), it needs nothing of Ember in the image.
+        "command": supervisor_command(admin),
         "args": [],
+        # an image without vLLM or Python 3 ends with one line: the kubelet keeps it as the
+        # termination message, which the operator shows in the Degraded condition
+        "terminationMessagePolicy": "FallbackToLogsOnError",
         "ports": [
             {"name": "http", "containerPort": e.port, "protocol": "TCP"},
             {"name": "supervisor", "containerPort": supervisor_port, "protocol": "TCP"},
@@ -255,7 +379,13 @@ def replica_pod(
         # cold starts take minutes: the startup probe allows 30 min before liveness applies
         "startupProbe": {**probe, "periodSeconds": 5, "failureThreshold": 360},
         "readinessProbe": {**probe, "periodSeconds": 2, "failureThreshold": 2},
-        "livenessProbe": {**probe, "periodSeconds": 10, "failureThreshold": 6},
+        # liveness asks the supervisor (GET /livez: 200 unless the engine failed): an asleep engine
+        # cannot answer /health, and a sleeping replica must not be restarted by the kubelet
+        "livenessProbe": {
+            "httpGet": {"path": "/livez", "port": "supervisor"},
+            "periodSeconds": 10,
+            "failureThreshold": 6,
+        },
         "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_SLEEP_S}}},
         "volumeMounts": mounts,
     }
@@ -268,6 +398,11 @@ def replica_pod(
     else:
         container["securityContext"] = dict(RESTRICTED_CONTAINER_SECURITY)
     pod_spec: dict[str, Any] = {
+        **(
+            {"initContainers": [inject_container(admin.supervisor_image, criu=checkpoint is not None)]}
+            if admin.supervisor_image
+            else {}
+        ),
         "containers": [container],
         "volumes": volumes,
         "priorityClassName": r.priority_class_name,

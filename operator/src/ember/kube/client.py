@@ -112,7 +112,7 @@ class KubeAPI:
 
     @with_retries()
     def patch_pod_metadata(
-        self, namespace: str, name: str, labels: dict[str, str], annotations: dict[str, str | None]
+        self, namespace: str, name: str, labels: dict[str, str | None], annotations: dict[str, str | None]
     ) -> bool:
         """Strategic merge patch of labels and annotations; a None value removes the key."""
         try:

@@ -17,8 +17,9 @@ from ember.api import labels as L
 from ember.api.v1alpha1 import InferenceServiceSpec
 from ember.kube import builders, shaping
 from ember.kube.client import KubeAPI
-from ember.policy.rollout import Action, Create, Delete, Drain, Plan, Reclaim
+from ember.policy.rollout import Action, Create, Delete, Drain, Park, Plan, Reclaim, Wake
 from ember.policy.tenancy import CheckpointGrant
+from ember.replica.client import Replicas, SupervisorError
 
 log = logging.getLogger("ember.executor")
 
@@ -33,6 +34,7 @@ class Target:
     supervisor_port: int = builders.SUPERVISOR_PORT
     checkpoint: CheckpointGrant | None = None  # the admin's grant (policy/tenancy.py); None: restricted
     admin: shaping.AdminShaping = shaping.DEFAULT_ADMIN  # replicaDefaults, gpuTypeLabel (chart values)
+    replicas: Replicas | None = None  # supervisor calls (Park, Wake); None: none possible now
 
 
 @dataclass(frozen=True)
@@ -41,10 +43,11 @@ class Outcome:
     reason: str
     message: str
     action: Action | None = None  # the plan action this is the outcome of
+    fallback: bool = False  # a Warning already handled by its fallback (the pod deleted): not Degraded
 
     @property
     def failed(self) -> bool:
-        return self.type == "Warning"
+        return self.type == "Warning" and not self.fallback
 
 
 def error_text(e: BaseException) -> str:
@@ -64,6 +67,10 @@ def _apply(api: KubeAPI, t: Target, a: Action, now: datetime) -> Outcome | None:
             t.namespace, a.name, {L.SERVING: "false"}, {L.DRAIN_STARTED: now.isoformat()}
         ):
             return Outcome("Normal", "ReplicaDraining", f"{a.name} left the Service ({a.reason})", a)
+    elif isinstance(a, Park):
+        return _park(api, t, a, now)
+    elif isinstance(a, Wake):
+        return _wake(api, t, a)
     elif isinstance(a, Reclaim):
         # the serving label is the routing contract: back in the Service at once; no drain clock
         if api.patch_pod_metadata(t.namespace, a.name, {L.SERVING: "true"}, {L.DRAIN_STARTED: None}):
@@ -83,6 +90,47 @@ def _apply(api: KubeAPI, t: Target, a: Action, now: datetime) -> Outcome | None:
         if api.create_pod(pod):
             return Outcome("Normal", "ReplicaCreated", f"created {pod['metadata']['name']}", a)
     return None
+
+
+def _park(api: KubeAPI, t: Target, a: Park, now: datetime) -> Outcome:
+    """POST /sleep, then the sleeping label (the pod is already out of the Service: drained). A sleep
+    that fails deletes the pod, as before sleeping replicas existed."""
+    try:
+        if t.replicas is None:
+            raise SupervisorError("no supervisor token", "no_token")
+        t.replicas.sleep(a.name)
+    except SupervisorError as e:
+        api.delete_pod(t.namespace, a.name)
+        return Outcome(
+            "Warning", "ParkFailed", f"{a.name} deleted: sleep failed ({e.reason}): {e}"[:1000], a, True
+        )
+    api.patch_pod_metadata(
+        t.namespace,
+        a.name,
+        {L.STATE: L.SLEEPING, L.SERVING: "false"},
+        {L.SLEEP_STARTED: now.isoformat(), L.DRAIN_STARTED: None},
+    )
+    return Outcome("Normal", "Parked", f"{a.name} is asleep ({a.reason})", a)
+
+
+def _wake(api: KubeAPI, t: Target, a: Wake) -> Outcome:
+    """POST /wake, then back into the Service. A wake that fails or times out deletes the pod: the
+    next pass replaces it through the next start path (policy/startpath.py), once; never a retry."""
+    try:
+        if t.replicas is None:
+            raise SupervisorError("no supervisor token", "no_token")
+        t.replicas.wake(a.name)
+    except SupervisorError as e:
+        api.delete_pod(t.namespace, a.name)
+        msg = f"{a.name} deleted, to be replaced: wake failed ({e.reason}): {e}"[:1000]
+        return Outcome("Warning", "WakeFailed", msg, a, True)
+    api.patch_pod_metadata(
+        t.namespace,
+        a.name,
+        {L.STATE: None, L.SERVING: "true"},
+        {L.SLEEP_STARTED: None, L.DRAIN_STARTED: None},
+    )
+    return Outcome("Normal", "Woken", f"{a.name} is awake and back in the Service ({a.reason})", a)
 
 
 def execute(api: KubeAPI, t: Target, plan: Plan, now: datetime | None = None) -> list[Outcome]:

@@ -48,7 +48,7 @@ from typing import Any
 
 from ember.api import labels as L
 from ember.api.v1alpha1 import InferenceServiceSpec
-from ember.kube import shaping
+from ember.kube import builders, shaping
 from ember.kube.builders import RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY, owner_reference
 from ember.policy.buffer import PlaceholderView
 
@@ -90,10 +90,11 @@ def spec_hash(
 
 
 def _prestage(
-    spec: InferenceServiceSpec, checkpoint_dir: str | None
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The pre-stage init container and its volumes. `checkpoint_dir`: the service's node directory of
-    checkpoints when the admin granted checkpoints on a hostPath root (policy/tenancy.py), else None."""
+    spec: InferenceServiceSpec, checkpoint_dir: str | None, admin: shaping.AdminShaping, namespace: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The pre-stage init containers and their volumes. `checkpoint_dir`: the service's node directory
+    of checkpoints when the admin granted checkpoints on a hostPath root (policy/tenancy.py), else
+    None. With `admin.supervisor_image` the supervisor is injected first, as in the replica pod."""
     args = [
         "prestage",
         "--model",
@@ -103,8 +104,13 @@ def _prestage(
         "--cache",
         PRESTAGE_CACHE,
     ]
+    # with the admin's modelCache the replicas' own cache directory (same path, same layout), so the
+    # replica that lands here does not download again; else the node-wide prestage directory
+    cache = builders.model_cache_volume(admin, namespace)
     volumes: list[dict[str, Any]] = [
-        {"name": "ember-cache", "hostPath": {"path": PRESTAGE_CACHE, "type": "DirectoryOrCreate"}}
+        {"name": "ember-cache", "hostPath": cache["hostPath"]}
+        if cache is not None
+        else {"name": "ember-cache", "hostPath": {"path": PRESTAGE_CACHE, "type": "DirectoryOrCreate"}}
     ]
     mounts: list[dict[str, Any]] = [{"name": "ember-cache", "mountPath": PRESTAGE_CACHE}]
     if checkpoint_dir is not None:
@@ -113,10 +119,16 @@ def _prestage(
             {"name": "checkpoints", "hostPath": {"path": checkpoint_dir, "type": "DirectoryOrCreate"}}
         )
         mounts.append({"name": "checkpoints", "mountPath": checkpoint_dir, "readOnly": True})
+    inject: list[dict[str, Any]] = []
+    if admin.supervisor_image:
+        inject = [builders.inject_container(admin.supervisor_image, criu=False)]
+        volumes.append(builders.inject_volume())
+        mounts.append(builders.inject_mount())
     init = {
         "name": "prestage",
         "image": spec.engine.image,
-        "command": ["ember-supervisor"],
+        "command": builders.supervisor_command(admin),
+        "terminationMessagePolicy": "FallbackToLogsOnError",
         "args": args,
         "resources": {
             "requests": dict(PRESTAGE_RESOURCES),
@@ -124,7 +136,7 @@ def _prestage(
         },
         "volumeMounts": mounts,
     }
-    return init, volumes
+    return [*inject, init], volumes
 
 
 def placeholder_pod(
@@ -160,8 +172,8 @@ def placeholder_pod(
         "automountServiceAccountToken": False,
     }
     if spec.warm_buffer.prestage and prestage_allowed:
-        init, volumes = _prestage(spec, checkpoint_dir)
-        pod_spec["initContainers"] = [init]
+        inits, volumes = _prestage(spec, checkpoint_dir, admin, namespace)
+        pod_spec["initContainers"] = inits
         pod_spec["volumes"] = volumes
     else:
         pod_spec["securityContext"] = dict(RESTRICTED_POD_SECURITY)

@@ -69,10 +69,18 @@ class AdminShaping:
 
     defaults: PodTemplate = field(default_factory=PodTemplate)  # replicaDefaults
     gpu_type_label: str = L.GPU_PRODUCT  # gpuTypeLabel
+    # supervisorImage: the image whose init container injects Ember's supervisor into the engine's
+    # (kube/builders.py); "" runs the engine image's own `ember-supervisor`. Not in the fingerprint: a
+    # new operator version's supervisor reaches replicas as they are replaced, without a rollout.
+    supervisor_image: str = ""
+    # modelCache.hostPath: the node directory under which hf:// weights are cached per namespace
+    # (kube/builders.model_cache_volume); "" for none
+    model_cache: str = ""
 
     def fingerprint(self) -> dict[str, Any]:
         """What of it shapes pods, for the template hashes (a change rolls the pods)."""
-        return {"defaults": self.defaults.to_k8s(), "label": self.gpu_type_label}
+        cache = {"model_cache": self.model_cache} if self.model_cache else {}
+        return {"defaults": self.defaults.to_k8s(), "label": self.gpu_type_label, **cache}
 
 
 DEFAULT_ADMIN = AdminShaping()
@@ -250,6 +258,9 @@ def references(spec: InferenceServiceSpec, admin: AdminShaping = DEFAULT_ADMIN) 
         for kind, obj in (("Secret", f.secret_ref), ("ConfigMap", f.config_map_ref)):
             if obj is not None and not obj.optional:
                 out.append(Ref(kind, obj.name, None, f"spec.engine.envFrom[{i}]"))
+    cred = spec.model.credentials_secret
+    if cred is not None:
+        out.append(Ref("Secret", cred.name, None, "spec.model.credentialsSecret"))
     hf = spec.engine.hf_token_secret
     if hf is not None and not hf.optional:
         out.append(Ref("Secret", hf.name, hf.key, "spec.engine.hfTokenSecret"))

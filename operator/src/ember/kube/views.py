@@ -18,6 +18,41 @@ def _ts(value: Any) -> float | None:
     return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
 
 
+STATUS_LISTS = ("initContainerStatuses", "containerStatuses")
+
+
+def container_statuses(status: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """The part of the containers' statuses `failure` reads (for the operator's compact pod index)."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for key in STATUS_LISTS:
+        out[key] = [
+            {
+                "name": c.get("name"),
+                "state": {k: dict(v or {}) for k, v in (c.get("state") or {}).items()},
+                "lastState": {k: dict(v or {}) for k, v in (c.get("lastState") or {}).items()},
+            }
+            for c in status.get(key) or []
+        ]
+    return out
+
+
+def failure(status: Mapping[str, Any]) -> str | None:
+    """Why a container of the pod keeps failing, in one line, or None: the last line of the
+    termination message of a container that exited non-zero (the injected supervisor writes ONE line
+    there when the image has no vLLM or no Python 3; FallbackToLogsOnError gives the log's tail
+    otherwise), else its exit code and reason."""
+    for key in STATUS_LISTS:
+        for c in status.get(key) or []:
+            for where in ("state", "lastState"):
+                t = (c.get(where) or {}).get("terminated") or {}
+                if not t or not t.get("exitCode"):
+                    continue
+                lines = [x.strip() for x in str(t.get("message") or "").splitlines() if x.strip()]
+                what = lines[-1] if lines else f"exit code {t['exitCode']} ({t.get('reason') or 'Error'})"
+                return f"container {c.get('name')}: {what}"[:300]
+    return None
+
+
 def pod_view(pod: Mapping[str, Any], in_flight: float | None = None) -> PodView | None:
     meta = pod.get("metadata", {})
     labels, ann = meta.get("labels") or {}, meta.get("annotations") or {}
@@ -45,4 +80,7 @@ def pod_view(pod: Mapping[str, Any], in_flight: float | None = None) -> PodView 
         drain_started=_ts(ann.get(L.DRAIN_STARTED)),
         in_flight=in_flight,
         unschedulable=unschedulable,
+        sleeping=labels.get(L.STATE) == L.SLEEPING,
+        sleep_started=_ts(ann.get(L.SLEEP_STARTED)),
+        failing=failure(status),
     )

@@ -22,14 +22,3 @@ def desired_replicas(spec: InferenceServiceSpec, status: InferenceServiceStatus)
     if status.observed_generation is not None:
         return clamp(status.desired_replicas, lo, hi), "previous"
     return lo, "minReplicas"
-
-
-def restore_available(spec: InferenceServiceSpec, status: InferenceServiceStatus) -> bool:
-    """New replicas can start by restoring a checkpoint: enabled, allowed, and one is verified."""
-    cp = status.checkpoint
-    return (
-        spec.checkpoint.enabled
-        and spec.checkpoint.restore_policy == "IfVerified"
-        and cp is not None
-        and cp.verified
-    )

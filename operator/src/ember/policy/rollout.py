@@ -19,6 +19,16 @@ Algorithm (one pass, idempotent; the executor applies it and the next tick re-pl
 6. Surplus pods of the current template (scale-down): not-Ready ones are deleted first; Ready ones are
    drained, fewest in-flight requests first (metrics), else newest first.
 
+Sleeping replicas (`Desired.max_sleeping` > 0; spec.scaling.sleep): a sleeping pod is out of the
+Service, holds its GPU and counts neither as a replica nor against the surge.
+7. A drain of the current template that finishes with the pod still Ready parks it (Park: the
+   supervisor's POST /sleep) instead of deleting it, while fewer than `max_sleeping` sleep.
+8. Scale-up wakes sleeping pods of the current template (Wake, the most recently parked first)
+   before it creates any: a wake is the fastest start (policy/startpath.py).
+9. Sleeping pods are deleted when of an old template, asleep for longer than `delete_after_s`, over
+   the bound (oldest first), or, one per pass, when `yield_gpu` says a serving replica somewhere
+   waits for a GPU (a sleeper never starves another service).
+
 Pod names are `<service>-<index>` with the smallest free index. Deterministic names make creation
 idempotent under a stale cache or an operator restart: a second create of the same pod gets 409, so
 there is never a duplicate (the StatefulSet trick).
@@ -44,10 +54,13 @@ class PodView:
     drain_started: float | None = None
     in_flight: float | None = None  # running + waiting requests, from metrics when known
     unschedulable: str | None = None  # scheduler's message while Pending/Unschedulable
+    sleeping: bool = False  # parked: label state=sleeping (out of the Service, engine asleep)
+    sleep_started: float | None = None
+    failing: str | None = None  # a container exited non-zero: its termination message's last line
 
     @property
     def draining(self) -> bool:
-        return self.drain_started is not None or not self.serving
+        return not self.sleeping and (self.drain_started is not None or not self.serving)
 
 
 @dataclass(frozen=True)
@@ -56,6 +69,9 @@ class Desired:
     template_hash: str
     drain_timeout_s: float = 90.0
     surge: int = 1
+    max_sleeping: int = 0  # 0: never park, delete as before
+    delete_after_s: float | None = None  # a pod asleep longer than this is deleted; None: never
+    yield_gpu: bool = False  # a serving replica (any service) is Pending for lack of GPUs
 
 
 @dataclass(frozen=True)
@@ -83,7 +99,23 @@ class Reclaim:
     reason: str
 
 
-Action = Create | Drain | Delete | Reclaim
+@dataclass(frozen=True)
+class Park:
+    """Put a drained, still Ready pod to sleep (supervisor POST /sleep) instead of deleting it."""
+
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Wake:
+    """Wake a sleeping pod (supervisor POST /wake) and put it back into the Service."""
+
+    name: str
+    reason: str
+
+
+Action = Create | Drain | Delete | Reclaim | Park | Wake
 
 
 @dataclass(frozen=True)
@@ -115,18 +147,51 @@ def _free_indices(used: set[int], n: int) -> list[int]:
     return out
 
 
-def _finish_drains(draining: list[PodView], d: Desired, now: float) -> list[Action]:
+def _finish_drains(draining: list[PodView], d: Desired, now: float, room: int) -> list[Action]:
+    """`room`: how many more may sleep; a finished drain of the current template parks while any."""
     out: list[Action] = []
     for p in draining:
         if p.drain_started is None:
             out.append(Drain(p.name, "DrainResumed"))  # label flipped but not annotated: finish it
-        elif not p.ready:
+            continue
+        if not p.ready:
             out.append(Delete(p.name, "DrainedNotReady"))
-        elif p.in_flight == 0:
-            out.append(Delete(p.name, "DrainedIdle"))
+            continue
+        if p.in_flight == 0:
+            reason = "DrainedIdle"
         elif now - p.drain_started >= d.drain_timeout_s:
-            out.append(Delete(p.name, "DrainTimeout"))
+            reason = "DrainTimeout"
+        else:
+            continue
+        if room > 0 and p.template_hash == d.template_hash:
+            out.append(Park(p.name, reason))
+            room -= 1
+        else:
+            out.append(Delete(p.name, reason))
     return out
+
+
+def _sleepers(sleeping: list[PodView], d: Desired, now: float) -> tuple[list[Action], list[PodView]]:
+    """(deletes, the sleeping pods kept, the one to wake first first)."""
+    out: list[Action] = []
+    kept: list[PodView] = []
+    for p in sorted(sleeping, key=lambda p: -(p.sleep_started or 0.0)):
+        if p.template_hash != d.template_hash:
+            out.append(Delete(p.name, "OutdatedSleeping"))
+        elif (
+            d.delete_after_s is not None
+            and p.sleep_started is not None
+            and now - p.sleep_started >= d.delete_after_s
+        ):
+            out.append(Delete(p.name, "SleptTooLong"))
+        elif len(kept) >= max(0, d.max_sleeping):
+            out.append(Delete(p.name, "SleepBound"))
+        else:
+            kept.append(p)
+    if d.yield_gpu and kept:
+        out.append(Delete(kept[-1].name, "YieldGPU"))  # the longest asleep
+        kept = kept[:-1]
+    return out, kept
 
 
 def _remove(pods: list[PodView], n: int, reason: str) -> list[Action]:
@@ -149,8 +214,9 @@ def _reclaim(draining: list[PodView], d: Desired, pods: list[PodView]) -> list[P
 
 
 def plan(d: Desired, pods: list[PodView], now: float) -> Plan:
-    live = [p for p in pods if not p.terminating]
     want = max(0, d.replicas)
+    sleep_deletes, asleep = _sleepers([p for p in pods if p.sleeping and not p.terminating], d, now)
+    live = [p for p in pods if not p.terminating and not p.sleeping]
     draining = [p for p in live if p.draining]
     back = _reclaim(draining, d, pods)
     back_names = {p.name for p in back}
@@ -160,20 +226,25 @@ def plan(d: Desired, pods: list[PodView], now: float) -> Plan:
     old = [p for p in current if p.template_hash != d.template_hash]
     old_ready = [p for p in old if p.ready]
 
+    n_wake = min(len(asleep), max(0, want - len(new)))
+    wakes = asleep[:n_wake]
+    room = 0 if d.yield_gpu else max(0, d.max_sleeping) - len(asleep) + n_wake
     actions: list[Action] = [Reclaim(p.name, "ScaleUp") for p in back]
-    finish = _finish_drains(draining, d, now)
+    actions += sleep_deletes
+    actions += [Wake(p.name, "ScaleUp") for p in wakes]
+    finish = _finish_drains(draining, d, now, room)
     actions += finish
     actions += [Delete(p.name, "OutdatedNotReady") for p in old if not p.ready]
 
-    gone = {a.name for a in finish if isinstance(a, Delete)}
+    gone = {a.name for a in finish if isinstance(a, Delete | Park)}
     still_draining = len([p for p in draining if p.name not in gone])
     cap = want + d.surge if old_ready else want
     n_create = max(
         0,
         min(
-            want - len(new),
-            cap - len(new) - len(old_ready),
-            want + d.surge - len(new) - len(old_ready) - still_draining,
+            want - len(new) - n_wake,
+            cap - len(new) - n_wake - len(old_ready),
+            want + d.surge - len(new) - n_wake - len(old_ready) - still_draining,
         ),
     )
     used = {p.index for p in pods}
@@ -186,7 +257,7 @@ def plan(d: Desired, pods: list[PodView], now: float) -> Plan:
         actions += _remove(new, len(new) - want, "ScaleDown")
 
     removed = {a.name for a in actions if isinstance(a, Drain | Delete)}
-    after = len([p for p in current if p.name not in removed]) + n_create
+    after = len([p for p in current if p.name not in removed]) + n_create + n_wake
     return Plan(
         actions=tuple(actions),
         current=after,
@@ -198,7 +269,7 @@ def plan(d: Desired, pods: list[PodView], now: float) -> Plan:
 def replicas_after(pods: list[PodView], applied: list[Action]) -> int:
     """Replica pods that exist and serve (or start) once `applied`, the actions that took effect, did:
     what `status.replicas` (and so `/scale`) reports. A create that failed is not a replica."""
-    removed = {a.name for a in applied if isinstance(a, Drain | Delete)}
-    back = {a.name for a in applied if isinstance(a, Reclaim)}
-    live = [p for p in pods if not p.terminating and (not p.draining or p.name in back)]
+    removed = {a.name for a in applied if isinstance(a, Drain | Delete | Park)}
+    back = {a.name for a in applied if isinstance(a, Reclaim | Wake)}
+    live = [p for p in pods if not p.terminating and (p.name in back or not (p.draining or p.sleeping))]
     return len([p for p in live if p.name not in removed]) + sum(isinstance(a, Create) for a in applied)

@@ -92,7 +92,18 @@ def replica_conditions(
         )
 
     stuck = [x for x in pods if x.unschedulable and not x.terminating]
-    if stuck:
+    failing = [x for x in pods if x.failing and not x.ready and not x.terminating]
+    if failing and not stuck:  # e.g. an image without vLLM: the supervisor's one line, not a silent loop
+        conds = set_condition(
+            conds,
+            "Degraded",
+            True,
+            "ReplicaFailing",
+            f"{len(failing)} replica(s) failing; {failing[0].name}: {failing[0].failing}",
+            now,
+            generation,
+        )
+    elif stuck:
         conds = set_condition(
             conds,
             "Degraded",

@@ -1,0 +1,1 @@
+"""The operator's one client of replica supervisors (replica/client.py)."""
