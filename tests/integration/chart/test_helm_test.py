@@ -128,6 +128,7 @@ def install(kube: Kube, helm: Helm, release: str) -> str:
     pcs = (
         f"priorityClasses.serving.name={release}-serving",
         f"priorityClasses.warmBuffer.name={release}-warm",
+        f"priorityClasses.control.name={release}-control",
     )
     helm.install(release, kube.ns, *pcs)
     return f"{release}-ember-metrics.{kube.ns}.svc:8081"

@@ -25,6 +25,7 @@ def installed(kube: Kube, helm: Helm) -> Iterator[str]:
     # The PriorityClasses may exist already (other tests make them): the chart's are tested elsewhere.
     kube.ensure_priority_class("ember-serving", 1000)
     kube.ensure_priority_class("ember-warm-buffer", -10)
+    kube.ensure_priority_class("ember-control", 100000)
     # Namespaced mode: Roles in this namespace only, so that no other test's objects are touched.
     sets = (
         "priorityClasses.create=false",

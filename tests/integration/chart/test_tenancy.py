@@ -52,6 +52,7 @@ def installed(kube: Kube, helm: Helm) -> Iterator[str]:
     kube.kubectl("apply", "-f", str(CHART / "crds"))
     kube.ensure_priority_class("ember-serving", 1000)
     kube.ensure_priority_class("ember-warm-buffer", -10)
+    kube.ensure_priority_class("ember-control", 100000)
     sets = ("priorityClasses.create=false", "operator.namespaces={" + kube.ns + "}")
     helm(
         "install", kube.ns, str(CHART), "-n", kube.ns, "--skip-crds", *[a for s in sets for a in ("--set", s)]
