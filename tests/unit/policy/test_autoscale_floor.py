@@ -160,3 +160,21 @@ def test_starting_at_max_on_a_floor_then_silence_goes_to_min_within_the_delay() 
     assert min(counts[:busy]) <= 5, f"demand is 4 replicas, the busy part never went under 6: {counts}"
     back = (sc.stable_window_seconds + sc.scale_down_delay_seconds) // sc.decision_interval_seconds + 4
     assert counts[busy + back :] and max(counts[busy + back :]) == 1, counts[busy:]
+
+
+def test_the_capacity_factor_recovers_while_a_floor_holds_the_slo_signal_silent() -> None:
+    """A floor learned at maxReplicas (30, p95 TTFT 0.9 s whatever the count, so measured at a low load
+    per replica), the count down to demand (4), then 30 s of p95 over 1.1x the floor (the SLO signal
+    acts, f shrinks), then 0.9 s again: f must return to the load test's (1), not stay shrunk while the
+    floor keeps the SLO signal silent (long-prompts seed 2: f 0.83 at the end, back at max by demand)."""
+    sp = InferenceServiceSpec(
+        model=ModelSource(uri="hf://o/m"),
+        scaling=Scaling(min_replicas=1, max_replicas=30, target_in_flight_per_replica=8),
+    )
+    hot = range(100, 106)  # shorter than T + S/2: the probe it starts never settles
+    log: list[Decision] = []
+    _, state = closed_loop(sp, 20.0, 2.0, lambda i: 1.2 if i in hot else 0.9, 8.0, 300, log, start=30)
+    shrunk = min(float(d.inputs.get("capacityInFlightPerReplica") or 5.6) for d in log[100:130])
+    assert shrunk < 5.6, "f never shrank: the test no longer tests the recovery"
+    assert log[-1].slo_attainable is False
+    assert state.capacity_factor >= 0.95, f"f stayed shrunk at {state.capacity_factor}"

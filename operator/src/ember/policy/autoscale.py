@@ -59,7 +59,9 @@ path), Δ = decision interval, u = slo.targetUtilization, f = learned capacity f
 7. **Learning** (new state only, never the current decision, so more load never gives fewer
    replicas): W as above; f shrinks by 10% (down to 0.25) when the SLO is breached with all
    replicas ready while the demand recommendation said they were enough; f recovers by 1% per
-   decision (up to 1) while L < 0.8.
+   decision (up to 1) while L < 0.8, or while a learned floor (step 8) holds the SLO signal silent
+   (it then says nothing about capacity: without this, breaches over the floor at more load ratchet
+   f down for good).
 
 8. **Latency floor** (new state only). Some latency does not respond to capacity: a prompt whose
    prefill alone takes longer than the TTFT target is over it on an idle replica, and a p95 over a
@@ -448,7 +450,10 @@ def learn(
     # (a floor found by a probe restores f to its value at the probe's start: step 8)
     if sig.breached and steady and rec.parts.get("DemandRising", 0) <= obs.ready_replicas:
         f = max(FACTOR_MIN, f * FACTOR_SHRINK)
-    elif sig.slo_excess is not None and sig.slo_excess < 0.8:
+    elif sig.slo_excess is not None and (
+        sig.slo_excess < 0.8 or (state.latency_floor_ratio is not None and not sig.breached)
+    ):
+        # within a known floor the SLO signal says nothing about capacity: f drifts back to the load test
         f = min(1.0, f * FACTOR_GROW)
     return {"service_time_s": None if w is None else round(w, 4), "capacity_factor": round(f, 4)}
 
