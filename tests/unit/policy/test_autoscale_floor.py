@@ -183,3 +183,16 @@ def test_the_capacity_factor_recovers_while_a_floor_holds_the_slo_signal_silent(
     assert shrunk < 5.6, "f never shrank: the test no longer tests the recovery"
     assert log[-1].slo_attainable is False
     assert state.capacity_factor >= 0.95, f"f stayed shrunk at {state.capacity_factor}"
+
+
+def test_at_max_a_breach_with_demand_over_the_fleet_is_not_taken_for_a_floor() -> None:
+    """The at-max probe must not mistake missing capacity for a floor: demand for 1.2x maxReplicas at
+    the load-tested target and p95 over target stays at max, and no floor is reported."""
+    sp = InferenceServiceSpec(
+        model=ModelSource(uri="hf://o/m"),
+        scaling=Scaling(min_replicas=1, max_replicas=10, target_in_flight_per_replica=8),
+    )
+    log: list[Decision] = []
+    counts, state = closed_loop(sp, 1.2 * 10 * 8 * 0.7, 2.0, 0.9, 60.0, 120, log, start=10)
+    assert counts == [10] * 120
+    assert state.latency_floor_ratio is None and all(d.slo_attainable is not False for d in log)
