@@ -59,7 +59,9 @@ path), Δ = decision interval, u = slo.targetUtilization, f = learned capacity f
 7. **Learning** (new state only, never the current decision, so more load never gives fewer
    replicas): W as above; f shrinks by 10% (down to 0.25) when the SLO is breached with all
    replicas ready while the demand recommendation said they were enough; f recovers by 1% per
-   decision (up to 1) while L < 0.8.
+   decision (up to 1) while L < 0.8, or while a learned floor (step 8) holds the SLO signal silent
+   (it then says nothing about capacity: without this, breaches over the floor at more load ratchet
+   f down for good).
 
 8. **Latency floor** (new state only). Some latency does not respond to capacity: a prompt whose
    prefill alone takes longer than the TTFT target is over it on an idle replica, and a p95 over a
@@ -70,9 +72,16 @@ path), Δ = decision interval, u = slo.targetUtilization, f = learned capacity f
    not and the load per replica fell to <= 0.8 K0, the floor F = max(F, min(L0, L)) is learned,
    measured up to load K = max(K, K0), and f is restored to its value at the probe's start; if the
    load did not fall that far (a step capped by maxScaleUpStep), the next SLO step continues the
-   same probe. A probe is dropped when the breach goes or T + 300 s pass. With a floor, the SLO signal is silent
-   while the load per ready replica is <= 1.1 K (sizing is by demand) and acts on
-   L / max(1, 1.1 F) above it; the Decision says ``sloAttainable: false`` with the floor, and the
+   same probe. At maxReplicas no scale-up is possible, so a breach there is itself a probe's end state
+   (a new probe with K0 and L0 taken now, or the continuation of one whose last step stopped at the
+   maximum, with its base): once the replicas are ready and T + S/2 has passed, if L did not fall
+   under 0.9 L0 and the demand at the probe's f needs at most 0.8 of the replicas (the load per replica
+   is well under the load-tested target, so capacity is not what is missing), the floor is learned as
+   above, up to the larger of K0 and the load now; the count then falls to demand after the delay. If
+   the demand needs more than that, nothing is learned and the probe starts again (the breach may be
+   capacity the maximum does not allow). A probe is dropped when the breach goes or T + 300 s pass.
+   With a floor, the SLO signal is silent while the load per ready replica is <= 1.1 K (sizing is
+   by demand) and acts on L / max(1, 1.1 F) above it; the Decision says ``sloAttainable: false`` with the floor, and the
    handler sets the condition SLOAttainable=False. A p95 under F (still over target) lowers F slowly
    (weight 0.01); the floor is forgotten once the SLO has held for a whole stable window.
 
@@ -366,7 +375,7 @@ def decide(
             "samples": sig.samples, "recommendations": recs, "last_request_time": _ts(last_req),
             "panic_until": None if panic_until is None or panic_until <= now else _ts(panic_until),
             **learn(spec, obs, sig, rec, state),
-            **learn_floor(spec, obs, sig, state, target if reason == "SLOBreached" and target > n else None),
+            **learn_floor(spec, obs, sig, state, _probe_to(spec, obs, sig, target, reason)),
         }
     )  # fmt: skip
     fl = new.latency_floor_ratio
@@ -441,9 +450,26 @@ def learn(
     # (a floor found by a probe restores f to its value at the probe's start: step 8)
     if sig.breached and steady and rec.parts.get("DemandRising", 0) <= obs.ready_replicas:
         f = max(FACTOR_MIN, f * FACTOR_SHRINK)
-    elif sig.slo_excess is not None and sig.slo_excess < 0.8:
+    elif sig.slo_excess is not None and (
+        sig.slo_excess < 0.8 or (state.latency_floor_ratio is not None and not sig.breached)
+    ):
+        # within a known floor the SLO signal says nothing about capacity: f drifts back to the load test
         f = min(1.0, f * FACTOR_GROW)
     return {"service_time_s": None if w is None else round(w, 4), "capacity_factor": round(f, 4)}
+
+
+def _probe_to(
+    spec: InferenceServiceSpec, obs: Observation, sig: Signals, target: int, reason: str
+) -> int | None:
+    """The count a probe started (or continued) now tests: an SLO-driven scale-up's target, or, at
+    maxReplicas under a breach, the count held there (no scale-up is possible: the probe's end state is
+    the fleet as it is; step 8)."""
+    n = obs.current_replicas
+    if reason == "SLOBreached" and target > n:
+        return target
+    if sig.breached and n == spec.scaling.max_replicas and target == n:
+        return n
+    return None
 
 
 def learn_floor(
@@ -493,9 +519,21 @@ def _probe(
         return probe, None, 0.0
     if sig.slo_ratio < PROBE_KEEP * ratio0:
         return None, None, 0.0  # p95 fell with the added capacity: it was missing
-    if load > PROBE_LOAD * load0:
+    if load > PROBE_LOAD * load0 and not (
+        obs.current_replicas >= spec.scaling.max_replicas and _need(spec, sig, state, f0) <= PROBE_LOAD * to
+    ):
         return [now, -1.0, load0, ratio0, f0], None, 0.0  # too little added to tell: one more step
-    return None, (min(ratio0, sig.slo_ratio), load0), f0
+    return None, (min(ratio0, sig.slo_ratio), max(load0, load)), f0
+
+
+def _need(spec: InferenceServiceSpec, sig: Signals, state: AutoscalerState, f0: float) -> float:
+    """The replicas the demand needs (unrounded) at the load-tested capacity scaled by f0 rather than by
+    the current factor (which a breach shrinks): step 5's demand recommendation before the ceiling."""
+    u = targets(spec.slo).utilization
+    need = sig.in_flight_stable / (u * sig.capacity_in_flight)
+    if sig.capacity_qps is not None:
+        need = max(need, sig.forecast_qps / (u * sig.capacity_qps))
+    return need * state.capacity_factor / max(f0, EPS)
 
 
 def _inputs(obs: Observation, sig: Signals, rec: Recommendation, tg: Targets) -> dict[str, float | None]:
