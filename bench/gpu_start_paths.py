@@ -986,12 +986,26 @@ def _sup_wait_serving(t0: float, sup_pid: int, timeout_s: float) -> tuple[float,
 
 
 def _sup_stop(sup: subprocess.Popen, res: dict, key: str) -> None:
-    """SIGTERM (the kubelet's stop), then the engine's tree is gone and its port and GPU are free."""
+    """SIGTERM (the kubelet's stop), then the engine's tree is gone and its port and GPU are free.
+    The engine's processes outlive the supervisor briefly and reparent to this benchmark (a
+    subreaper): they are reaped here, else their pids stay taken and a restore cannot fork them
+    ("Can't fork for 750: File exists", the first GPU run)."""
+    tree = process_tree(sup.pid)
     sup.send_signal(signal.SIGTERM)
     try:
         res[key] = sup.wait(timeout=60)
     except subprocess.TimeoutExpired:
         kill_all(sup.pid)
+    deadline = time.monotonic() + 30
+    while any(Path(f"/proc/{p}").exists() for p in tree):
+        procs.reap(None)
+        if time.monotonic() > deadline + 10:
+            break  # not ours to reap: the restore will say so
+        if time.monotonic() > deadline:
+            for p in tree:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(p, signal.SIGKILL)
+        time.sleep(0.05)
     kill_remembered()
     wait_port_free()
     wait_gpu_free()
@@ -1275,6 +1289,7 @@ def phase_inject(out: Path) -> dict:
         }
         res["canary_cold"] = greedy()
         log(f"inject cold: first token {ttft:.1f} s; canary {res['canary_cold']!r}")
+        save(out, "inject", res)  # so far, should the run be cut off
         # the live checkpoint, through the supervisor's API
         dt, manifest = _sup_post("/checkpoint")
         res["checkpoint"] = {
@@ -1290,6 +1305,7 @@ def phase_inject(out: Path) -> dict:
             f"inject checkpoint: {dt:.1f} s, image {manifest['sizes']['image_bytes'] / 1e9:.2f} GB, {manifest.get('timings')}"
         )
         res["canary_after_checkpoint"] = greedy()
+        save(out, "inject", res)
         t = time.monotonic()
         _sup_stop(sup, res, "pod1_exit")
         res["stop_s"] = round(time.monotonic() - t, 3)
