@@ -21,6 +21,9 @@ Phases:
            RUNS cycles of POST /sleep {"level": 1} -> POST /wake -> first token, then RUNS of
            {"tier": "suspend"} (level 1 + driver suspend); GPU and host memory while asleep
            (EMBER_BENCH_SUP_DRYRUN=1: the counter engine and the freeze tier, to check it on a CPU)
+  inject   issue 17, the supervisor as the init container lays it out (ember_supervisor.inject, the
+           wheels in EMBER_BENCH_INJECT_WHEELS): cold -> POST /checkpoint -> stop -> a new pod restores
+           -> canary identical (EMBER_BENCH_SUP_DRYRUN=1: the counter engine, on a CPU)
   chain3   that engine put to sleep at level 2 (weights dropped), dumped, restored incl. `/wake_up`
            and vLLM's reload_weights from the model's files (page cache; after drop_caches: disk)
 Every number goes to DIR/<phase>.json; a table is printed last.
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import json
 import os
 import re
@@ -39,6 +43,7 @@ import subprocess
 import sys
 import threading
 import time
+import zipfile
 from pathlib import Path
 
 import httpx
@@ -967,6 +972,45 @@ def _sup_post(path: str, body: dict | None = None) -> tuple[float, dict]:
     return dt, r.json()
 
 
+def _sup_wait_serving(t0: float, sup_pid: int, timeout_s: float) -> tuple[float, dict]:
+    """First token through the engine's port, then until the supervisor's /startup says serving
+    (the engine answers before the supervisor does); (first token s since t0, /startup)."""
+    ttft, _ = first_token(t0, timeout_s, pid=sup_pid)
+    startup = HTTP.get(SUP + "/startup").json()
+    while startup["engine"]["state"] != "serving":
+        if time.monotonic() - t0 > timeout_s + 60:
+            raise TimeoutError(f"supervisor never said serving: {startup}")
+        time.sleep(0.05)
+        startup = HTTP.get(SUP + "/startup").json()
+    return ttft, startup
+
+
+def _sup_stop(sup: subprocess.Popen, res: dict, key: str) -> None:
+    """SIGTERM (the kubelet's stop), then the engine's tree is gone and its port and GPU are free.
+    The engine's processes outlive the supervisor briefly and reparent to this benchmark (a
+    subreaper): they are reaped here, else their pids stay taken and a restore cannot fork them
+    ("Can't fork for 750: File exists", the first GPU run)."""
+    tree = process_tree(sup.pid)
+    sup.send_signal(signal.SIGTERM)
+    try:
+        res[key] = sup.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        kill_all(sup.pid)
+    deadline = time.monotonic() + 30
+    while any(Path(f"/proc/{p}").exists() for p in tree):
+        procs.reap(None)
+        if time.monotonic() > deadline + 10:
+            break  # not ours to reap: the restore will say so
+        if time.monotonic() > deadline:
+            for p in tree:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(p, signal.SIGKILL)
+        time.sleep(0.05)
+    kill_remembered()
+    wait_port_free()
+    wait_gpu_free()
+
+
 def _sup_cycle(tier_body: dict, engine_pid: int) -> dict:
     """POST /sleep -> measure while asleep -> POST /wake (answers once healthy) -> first token."""
     avail0 = _meminfo_kib()
@@ -1023,13 +1067,7 @@ def phase_supervisor(out: Path) -> dict:
     if DRYRUN:
         tiers = [("freeze", {"tier": "freeze"})]
     try:
-        ttft, _ = first_token(t0, 900, pid=sup.pid)
-        startup = HTTP.get(SUP + "/startup").json()
-        while startup["engine"]["state"] != "serving":  # the engine answers before the supervisor says so
-            if time.monotonic() - t0 > 960:
-                raise TimeoutError(f"supervisor never said serving: {startup}")
-            time.sleep(0.05)
-            startup = HTTP.get(SUP + "/startup").json()
+        ttft, startup = _sup_wait_serving(t0, sup.pid, 900)
         res["supervisor_serving_s"] = round(time.monotonic() - t0, 3)
         engine_pid = int(startup["engine_pid"])
         res["cold_start"] = {"ttft_s": round(ttft, 3), "startup": startup}
@@ -1069,15 +1107,244 @@ def phase_supervisor(out: Path) -> dict:
         res["error"] = traceback.format_exc()[-3000:]
         log(f"supervisor FAILED: {res['error']}\n{sh(f'tail -40 {log_file}')}")
     finally:
-        sup.send_signal(signal.SIGTERM)
-        try:
-            res["supervisor_exit"] = sup.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            kill_all(sup.pid)
-        kill_remembered()
-        wait_port_free()
+        _sup_stop(sup, res, "supervisor_exit")
         res["supervisor_log_tail"] = sh(f"tail -30 {log_file}")
     save(out, "supervisor_sleep", res)
+    return res
+
+
+# ---------------------------------------------------------------- the injected supervisor (issue 17)
+
+# ember_checkpoint + ember_supervisor wheels (bench/pack_carry.sh builds them into .carry/b/inject-wheels)
+INJECT_WHEELS = Path(os.environ.get("EMBER_BENCH_INJECT_WHEELS", ".carry/b/inject-wheels")).resolve()
+INJECT_VERIFY = (
+    os.environ.get("EMBER_BENCH_INJECT_VERIFY", "0") == "1"
+)  # the scratch-namespace canary restore
+
+
+def _inject_layout(base: Path, tree: Path) -> dict:
+    """What the operator image's build does (images/operator/Dockerfile): install the two wheels into
+    an environment of their own, then `python -m ember_supervisor.inject TREE --criu PREFIX` from it;
+    the init container copies that tree into the pod's /ember. Nothing of the checkout is on the path."""
+    site = base / "operator-site"
+    sh(f"rm -rf {site} {tree}")
+    wheels = sorted(str(w) for w in INJECT_WHEELS.glob("*.whl"))
+    if len(wheels) != 2:
+        raise FileNotFoundError(
+            f"want the ember-checkpoint and ember-supervisor wheels in {INJECT_WHEELS}: {wheels}"
+        )
+    t = time.monotonic()
+    if importlib.util.find_spec("pip") is not None:
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--no-index",
+                "--no-deps",
+                "--target",
+                str(site),
+                *wheels,
+            ],
+            check=True,
+        )
+    else:  # a uv venv (the CPU check) has no pip: a pure wheel is a zip of the site's files
+        for w in wheels:
+            with zipfile.ZipFile(w) as z:
+                z.extractall(site)
+    r: dict = {"wheels": [Path(w).name for w in wheels], "pip_install_s": round(time.monotonic() - t, 3)}
+    criu = WORK / "criu"
+    if not criu.exists():  # a CPU check: the prefix tests/cluster/fetch-tools.sh unpacks
+        criu = Path(os.environ.get("EMBER_CACHE", Path.home() / ".cache/ember")) / "deb/criu/current"
+    argv = [
+        sys.executable,
+        "-m",
+        "ember_supervisor.inject",
+        str(tree),
+        *(["--criu", str(criu.resolve())] if criu.exists() else []),
+    ]
+    t = time.monotonic()
+    # the image's python3 with the operator site alone: no checkout src, no carried vLLM
+    p = subprocess.run(
+        argv, env={**os.environ, "PYTHONPATH": str(site)}, capture_output=True, text=True, check=False
+    )
+    r["layout_s"] = round(time.monotonic() - t, 3)
+    r["layout_argv"] = argv
+    if p.returncode != 0:
+        raise RuntimeError(f"inject failed ({p.returncode}): {p.stderr[-2000:]}")
+    r["tree_mb"] = round(
+        sum(f.stat().st_size for f in tree.rglob("*") if f.is_file() and not f.is_symlink()) / 1e6, 1
+    )
+    r["tree_top"] = sh(f"cd {tree} && ls -d bin/* lib/* lib/*/* criu/* 2>/dev/null | head -40").splitlines()
+    return r
+
+
+def _inject_start(
+    tree: Path, cfg_file: Path, log_file: Path, start_path: str
+) -> tuple[subprocess.Popen, dict]:
+    """The engine container's command, `/ember/bin/ember-supervisor`, on the image's python3 with the
+    image's own packages (here the carried vLLM in WORK/site) and nothing of the checkout."""
+    env = {k: v for k, v in server_env().items() if k not in ("PYTHONPATH", "EMBER_CRIU")}
+    if not DRYRUN:
+        env["PYTHONPATH"] = str(WORK / "site")  # the engine image's site-packages: vLLM, pydantic, ...
+    else:  # the boot check wants a vLLM; the counter engine needs none
+        (WORK / "fake-vllm/vllm").mkdir(parents=True, exist_ok=True)
+        (WORK / "fake-vllm/vllm/__init__.py").write_text("")
+        env["PYTHONPATH"] = str(WORK / "fake-vllm")
+    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '/usr/bin:/bin')}"  # its python3
+    env.update(EMBER_SUPERVISOR_TOKEN=SUP_TOKEN, EMBER_CRIU=str(tree / "criu"), EMBER_START_PATH=start_path)
+    argv = [str(tree / "bin/ember-supervisor"), "--config", str(cfg_file)]
+    with log_file.open("ab") as lf:
+        sup = subprocess.Popen(argv, stdout=lf, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    remember(sup.pid)
+    time.sleep(0.5)  # the sh preamble has exec'd python3 by now: read what really runs
+    who: dict = {
+        "argv": argv,
+        "pid": sup.pid,
+        "env_PYTHONPATH": env.get("PYTHONPATH"),
+        "env_EMBER_CRIU": env["EMBER_CRIU"],
+    }
+    with contextlib.suppress(OSError):
+        who["exe"] = os.readlink(f"/proc/{sup.pid}/exe")
+        who["cmdline"] = Path(f"/proc/{sup.pid}/cmdline").read_text().split("\0")[:-1]
+        penv = dict(
+            kv.split("=", 1) for kv in Path(f"/proc/{sup.pid}/environ").read_text().split("\0") if "=" in kv
+        )
+        who["proc_PYTHONPATH"] = penv.get("PYTHONPATH")
+    who["python3"] = (
+        sh(f"PATH={env['PATH']} command -v python3") + " " + sh(f"{who.get('exe', 'python3')} -V")
+    )
+    log(
+        f"injected supervisor ({start_path}): {argv[0]} -> {' '.join(who.get('cmdline', []))[:300]}; "
+        f"python {who['python3']}; PYTHONPATH {who.get('proc_PYTHONPATH')}"
+    )
+    return sup, who
+
+
+def phase_inject(out: Path) -> dict:
+    """Issue 17 on the GPU: the supervisor tree laid out by ember_supervisor.inject (as the init
+    container copies it), run as the engine container's command on the image's python3 and packages:
+    cold start -> POST /checkpoint (live) -> stop -> a new pod (the tree laid out again at the same
+    path, empty state dir) restores -> the canary must equal the cold engine's answer."""
+    res: dict = {"dryrun": DRYRUN, "kv_cache_bytes": KV_BYTES, "verify_after_checkpoint": INJECT_VERIFY}
+    kill_remembered()
+    base = WORK / "inject"
+    tree = base / "ember"  # the pod's emptyDir /ember
+    state_dir = WORK / "logs/inject-state"  # survives in the carried-back tarball
+    ckpt_dir = base / "checkpoints"  # the PVC
+    sh(f"rm -rf {state_dir} {ckpt_dir}")
+    state_dir.mkdir(parents=True)
+    ckpt_dir.mkdir(parents=True)
+    from ember_checkpoint.testing import counter_server_argv
+
+    engine = counter_server_argv(PORT) if DRYRUN else server_argv(sleep_mode=False)
+    cfg = {
+        **_sup_config(state_dir),
+        # as the operator writes it (ember.kube.builders): the image's python3, Ember's vLLM entry point
+        "engine_argv": ["python3", "-m", *engine[engine.index("-m") + 1 :]]
+        if DRYRUN
+        else ["python3", "-m", "ember_checkpoint.vllm_entry", *engine[2:]],
+        "identity": {  # what the operator writes from the service's spec
+            "model_digest": "sha256:random-llama3-8b-shape-seed0",
+            "engine_version": "vllm 0.25.1",
+            "dtype": "bfloat16",
+            "max_model_len": 4096,
+        },
+        "checkpoint_dir": str(ckpt_dir),
+        "canary": json.loads(  # the counter engine answers any POST with its count
+            Canary(
+                method="POST",
+                path="/v1/completions",
+                body=json.dumps(CANARY_BODY),
+                json_field="choices.0.text",
+            ).model_dump_json()
+        ),
+        "criu_network_lock": "skip",  # the VM has no iptables (as the bench's own dumps)
+        "verify_after_checkpoint": INJECT_VERIFY,
+        "require_verified": INJECT_VERIFY,
+        "restore_timeout_s": 300,
+    }
+    cfg_file = base / "supervisor.json"
+    log_file = WORK / "logs/inject-supervisor.log"
+    log_file.unlink(missing_ok=True)
+    sup = None
+    try:
+        res["layout"] = _inject_layout(base, tree)
+        log(f"inject tree {tree}: {res['layout']['tree_mb']} MB in {res['layout']['layout_s']} s")
+        cfg_file.write_text(json.dumps(cfg))
+        res["config"] = cfg
+        res["version"] = sh(
+            f"PYTHONPATH={'' if DRYRUN else WORK / 'site'} {tree}/bin/ember-supervisor --version"
+        )
+        # pod 1: cold
+        t0 = time.monotonic()
+        sup, res["pod1"] = _inject_start(tree, cfg_file, log_file, "cold")
+        ttft, startup = _sup_wait_serving(t0, sup.pid, 900)
+        res["cold"] = {
+            "ttft_s": round(ttft, 3),
+            "serving_s": round(time.monotonic() - t0, 3),
+            "startup": startup,
+        }
+        res["canary_cold"] = greedy()
+        log(f"inject cold: first token {ttft:.1f} s; canary {res['canary_cold']!r}")
+        save(out, "inject", res)  # so far, should the run be cut off
+        # the live checkpoint, through the supervisor's API
+        dt, manifest = _sup_post("/checkpoint")
+        res["checkpoint"] = {
+            "wall_s": round(dt, 3),
+            "checkpoint_id": manifest["checkpoint_id"],
+            "image_bytes": manifest["sizes"]["image_bytes"],
+            "timings": manifest.get("timings"),
+            "verification": manifest.get("verification"),
+            "gpu_pids": manifest.get("gpu_pids"),
+            "canary_output": (manifest.get("canary") or {}).get("output"),
+        }
+        log(
+            f"inject checkpoint: {dt:.1f} s, image {manifest['sizes']['image_bytes'] / 1e9:.2f} GB, {manifest.get('timings')}"
+        )
+        res["canary_after_checkpoint"] = greedy()
+        save(out, "inject", res)
+        t = time.monotonic()
+        _sup_stop(sup, res, "pod1_exit")
+        res["stop_s"] = round(time.monotonic() - t, 3)
+        sup = None
+        # pod 2: the init container lays the tree out again at the same path; the state dir starts empty
+        sh(f"rm -rf {state_dir} {tree}")
+        state_dir.mkdir(parents=True)
+        res["layout2"] = _inject_layout(base, tree)
+        t0 = time.monotonic()
+        sup, res["pod2"] = _inject_start(tree, cfg_file, log_file, "restore")
+        ttft, startup = _sup_wait_serving(t0, sup.pid, 300)
+        res["restore"] = {
+            "ttft_s": round(ttft, 3),
+            "serving_s": round(time.monotonic() - t0, 3),
+            "startup": startup,
+        }
+        res["canary_restored"] = greedy()
+        res["start_path"] = startup.get("path")
+        res["canary_identical"] = res["canary_restored"] == res["canary_cold"]
+        log(
+            f"inject restore ({startup.get('path')}, fallback {startup.get('fallback_reason')}): first token "
+            f"{ttft:.2f} s; canary {res['canary_restored']!r} identical={res['canary_identical']}"
+        )
+        res["metrics"] = [
+            line
+            for line in httpx.get(SUP + "/metrics", timeout=5).text.splitlines()
+            if line.startswith("ember_supervisor_") and not line.startswith("#")
+        ][:60]
+    except Exception:  # noqa: BLE001
+        import traceback
+
+        res["error"] = traceback.format_exc()[-3000:]
+        log(f"inject FAILED: {res['error']}\n{sh(f'tail -40 {log_file}')}")
+    finally:
+        if sup is not None:
+            _sup_stop(sup, res, "pod2_exit")
+        res["supervisor_log_tail"] = sh(f"tail -40 {log_file}")
+        save(out, "inject", res)
+        sh(f"rm -rf {ckpt_dir}")  # tens of GB on the device's disk
     return res
 
 
@@ -1133,6 +1400,22 @@ def table(out: Path) -> str:
                 (f"{label} ({gb:.1f} GB), page cache", fmt(x.get("ttft_page_cache"))),
                 (f"{label}, disk", fmt(x.get("ttft_disk"))),
             ]
+    i = get("inject")
+    if i:
+
+        def one(x: float | None) -> str:
+            return fmt(summary([x])) if x is not None else "-"
+
+        rows += [
+            ("inject: tree layout (inject.py)", one(i.get("layout", {}).get("layout_s"))),
+            ("inject: cold -> first token", one(i.get("cold", {}).get("ttft_s"))),
+            ("inject: POST /checkpoint (live)", one(i.get("checkpoint", {}).get("wall_s"))),
+            (
+                f"inject: new-pod restore -> first token ({i.get('start_path', '?')})",
+                one(i.get("restore", {}).get("ttft_s")),
+            ),
+        ]
+        rows.append(("inject: canary identical to cold", str(i.get("canary_identical", "-"))))
     f = get("floor")
     if f:
         rows.append(("floor: pinned H2D of weights", fmt(f.get("h2d_pinned"))))
@@ -1183,6 +1466,8 @@ def main() -> None:
                 phase_chain_asleep(a.out, 2, "chain3", keep=False)
             elif ph == "supervisor":  # issue 16: sleeping replicas through Ember's supervisor
                 phase_supervisor(a.out)
+            elif ph == "inject":  # issue 17: the injected supervisor tree, cold -> checkpoint -> restore
+                phase_inject(a.out)
             elif ph == "cleanup":
                 kill_remembered()
             else:

@@ -37,6 +37,10 @@ xz -T0 -6 -c "$tmp"/vllm/_C_stable_libtorch.abi3.so > .carry/b/C.so.xz
 rm "$tmp"/vllm/vllm_flash_attn/_vllm_fa3_C.abi3.so "$tmp"/vllm/_C_stable_libtorch.abi3.so
 tar -C "$tmp" -cJf .carry/a/vllm_py.tar.xz vllm vllm-0.25.1.dist-info
 rm -rf "$tmp"
+# phase inject: the two pure-Python wheels the operator image installs before laying out the tree
+rm -rf .carry/b/inject-wheels
+"${UV:-$HOME/.local/bin/uv}" build --package ember-checkpoint --wheel -q -o .carry/b/inject-wheels
+"${UV:-$HOME/.local/bin/uv}" build --package ember-supervisor --wheel -q -o .carry/b/inject-wheels
 bash tests/cluster/fetch-tools.sh criu
 tar -C "$(readlink -f "${EMBER_CACHE:-$HOME/.cache/ember}/deb/criu/current")" -cJf .carry/a/criu.tar.xz .
 du -sh .carry/a .carry/b

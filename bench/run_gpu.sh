@@ -16,6 +16,8 @@ SRC=${EMBER_BENCH_SRC:-$PWD}
 # the carried dependencies: .carry/{a,b,c}, or EMBER_BENCH_CARRY/{a,b,c} (a helper's own copy beside others')
 C=${EMBER_BENCH_CARRY:-.carry}
 export PYTHONPATH=$W/site:$SRC/checkpoint/src:$SRC/supervisor/src PYTHONUNBUFFERED=1 EMBER_CRIU=$W/criu
+# phase inject: the ember-checkpoint and ember-supervisor wheels the operator image installs (pack_carry.sh)
+export EMBER_BENCH_INJECT_WHEELS=${EMBER_BENCH_INJECT_WHEELS:-$PWD/$C/b/inject-wheels}
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 # CRIU cannot dump an io_uring; on the GPU the EngineCore opened one (source not identified): refuse new
 # io_urings in this VM so every user falls back (libuv to epoll). Kernel 6.6+.
