@@ -10,6 +10,7 @@ import textwrap
 import pytest
 
 from tests.e2e.conftest import Kind
+from tests.integration.conftest import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -66,18 +67,19 @@ def test_pod_behind_clusterip_service(kind_cluster: Kind, smoke_image: str, name
     cluster_ip = k.k("get", "-n", namespace, "service", "smoke", "-o", "jsonpath={.spec.clusterIP}").strip()
     assert cluster_ip
 
-    # node -> ClusterIP: kube-proxy's rules on the node
-    out = k.node_exec(
-        "curl",
-        "-sS",
-        "--retry",
-        "10",
-        "--retry-all-errors",
-        "--retry-delay",
-        "1",
-        "--max-time",
-        "5",
-        f"http://{cluster_ip}/",
+    # node -> ClusterIP: kube-proxy's rules on the node. They are programmed asynchronously after the
+    # Service and its EndpointSlice exist; curl's own retries do not cover a reply that is empty (seen
+    # once in CI-like runs: the test then failed with ''), so the check itself is retried for 60 s
+    def node_curl() -> str:
+        return k.node_exec(
+            "curl", "-sS", "--max-time", "5", f"http://{cluster_ip}/", check=False, timeout=30
+        )  # fmt: skip
+
+    out = eventually(
+        lambda: (o := node_curl()).startswith("ember-smoke smoke") and o,
+        60,
+        what="node -> ClusterIP",
+        every_s=1,
     )
     assert out.startswith("ember-smoke smoke"), out
 
