@@ -13,6 +13,8 @@ Phases:
   criu     Ember's checkpoint path via ember_checkpoint.lifecycle: dump, then restores from page
            cache (and one from disk), each to the first token
   criu-sleep  the same with the engine put to sleep (level 1) before the dump and woken after restore
+  criu-live   the same, awake, dumped live (leave_running, as POST /checkpoint does), the engine then killed
+  decode   decode throughput by concurrency of one engine (EMBER_BENCH_VLLM_EXTRA, e.g. the graph sizes)
   chain1   one sleep-mode engine: suspend cycles (EMBER_BENCH_SKIP_SUSPEND=1 skips them), Ember dump
            awake, restores from page cache and one from disk; the last restored engine keeps running
   chain2   that engine put to sleep at level 1, dumped, restored (page cache, disk) incl. `/wake_up`;
@@ -570,9 +572,11 @@ def identity(criu: Criu, drv: cuda.CudaDriver | None) -> Identity:
     )
 
 
-def phase_criu(out: Path, sleep_level: int | None) -> dict:
-    name = "criu" if sleep_level is None else f"criu_sleep{sleep_level}"
-    res: dict = {"sleep_level": sleep_level, "kv_cache_bytes": KV_BYTES}
+def phase_criu(out: Path, sleep_level: int | None, live: bool = False) -> dict:
+    """Ember's dump of an engine and restores from it. live: the dump leaves the engine running (as the
+    supervisor's POST /checkpoint does), which is asked to answer again and only then killed."""
+    name = ("criu" if sleep_level is None else f"criu_sleep{sleep_level}") + ("_live" if live else "")
+    res: dict = {"sleep_level": sleep_level, "kv_cache_bytes": KV_BYTES, "live": live}
     drv = cuda.load()
     criu = Criu.find()
     ident = identity(criu, drv)
@@ -595,14 +599,22 @@ def phase_criu(out: Path, sleep_level: int | None) -> dict:
             engine_port=PORT,
             canary=canary,
             sleep_level=sleep_level,
+            leave_running=live,
         )
         t0 = time.monotonic()
         m = lifecycle.dump(req, storage, criu, drv)
         res["dump_wall_s"] = round(time.monotonic() - t0, 3)
         res["manifest"] = json.loads(m.to_json())
         log(
-            f"{name} dump: {res['dump_wall_s']} s, image {m.sizes.image_bytes / 1e9:.2f} GB, timings {m.timings}"
+            f"{name} dump: {res['dump_wall_s']} s, image {m.sizes.image_bytes / 1e9:.2f} GB, gpu pids {m.gpu_pids}, timings {m.timings}"
         )
+        if live:  # the engine served on: it answers, then goes the way a stopped pod's does
+            res["canary_live_ok"] = greedy() == (m.canary.output if m.canary else None)
+            res["live_states"] = {p: drv.state(p).name for p in m.gpu_pids} if drv else {}
+            log(
+                f"{name}: live engine after the dump: canary ok {res['canary_live_ok']}, {res['live_states']}"
+            )
+            e.stop()
         procs.reap(None)
         wait_port_free()
         wait_gpu_free()
@@ -612,6 +624,7 @@ def phase_criu(out: Path, sleep_level: int | None) -> dict:
         for mode in modes:
             if mode == "disk":
                 res["drop_caches_ok"] = drop_caches()
+            res.setdefault("gpu_mib_before_restore", []).append(gpu_used_mib())
             t0 = time.monotonic()
             rr = lifecycle.restore(
                 req.checkpoint_id, storage, ident, gpu=drv, require_verified=False, verify_checksum=True
@@ -1348,6 +1361,56 @@ def phase_inject(out: Path) -> dict:
     return res
 
 
+def phase_decode(out: Path) -> dict:
+    """Issue 20's open cost: decode throughput of one engine at several concurrencies (each request 128
+    tokens, ignore_eos, greedy), RUNS rounds each after one warm-up round. Run once with vLLM's default
+    CUDA-graph sizes and once with EMBER_BENCH_VLLM_EXTRA='--max-cudagraph-capture-size 16' (the smaller
+    image's option): batches above the captured sizes run without graphs, which is what this measures."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    extra = os.environ.get("EMBER_BENCH_VLLM_EXTRA", "").strip()
+    name = "decode_" + (re.sub(r"[^a-z0-9]+", "_", extra.lower()).strip("_") or "default")
+    res: dict = {"vllm_extra": extra or "(vLLM's defaults)", "kv_cache_bytes": KV_BYTES, "runs": RUNS}
+    tokens = int(os.environ.get("EMBER_BENCH_DECODE_TOKENS", "128"))
+    levels = [int(x) for x in os.environ.get("EMBER_BENCH_DECODE_CONC", "1,8,16,32,64").split(",")]
+    body = {**CANARY_BODY, "max_tokens": tokens, "ignore_eos": True}
+    e = Engine(WORK / f"logs/{name}-engine.log", sleep_mode=False)
+    try:
+        res["start"] = e.wait_first_token()
+        with httpx.Client(timeout=300, limits=httpx.Limits(max_connections=256)) as client:
+
+            def one(_: int) -> int:
+                r = client.post(f"{BASE}/v1/completions", json=body)
+                r.raise_for_status()
+                return int(r.json()["usage"]["completion_tokens"])
+
+            for c in levels:
+                rounds = []
+                for i in range(RUNS + 1):
+                    with ThreadPoolExecutor(c) as ex:
+                        t0 = time.monotonic()
+                        got = sum(ex.map(one, range(c)))
+                        wall = time.monotonic() - t0
+                    if i:  # the first round warms this batch size up
+                        rounds.append({"tokens": got, "wall_s": round(wall, 4)})
+                res[f"c{c}"] = {
+                    "rounds": rounds,
+                    "tok_s": summary([r["tokens"] / r["wall_s"] for r in rounds]),
+                    "ms_per_step": summary([r["wall_s"] / tokens * 1000 for r in rounds]),
+                }
+                log(f"{name} concurrency {c}: {res[f'c{c}']['tok_s']} tok/s")
+                save(out, name, res)
+    except Exception:  # noqa: BLE001
+        import traceback
+
+        res["error"] = traceback.format_exc()[-3000:]
+        log(f"{name} FAILED: {res['error']}")
+    finally:
+        e.stop()
+    save(out, name, res)
+    return res
+
+
 # ---------------------------------------------------------------- table
 
 
@@ -1458,6 +1521,8 @@ def main() -> None:
                 phase_criu(a.out, None)
             elif ph == "criu-sleep":
                 phase_criu(a.out, 1)
+            elif ph == "criu-live":  # awake, dumped live (the supervisor's way), the original then killed
+                phase_criu(a.out, None, live=True)
             elif ph == "chain1":
                 phase_chain1(a.out)
             elif ph == "chain2":  # asleep at level 1; the last restored engine stays for chain3
@@ -1468,6 +1533,8 @@ def main() -> None:
                 phase_supervisor(a.out)
             elif ph == "inject":  # issue 17: the injected supervisor tree, cold -> checkpoint -> restore
                 phase_inject(a.out)
+            elif ph == "decode":  # issue 20: decode throughput by concurrency (EMBER_BENCH_VLLM_EXTRA)
+                phase_decode(a.out)
             elif ph == "cleanup":
                 kill_remembered()
             else:

@@ -291,12 +291,15 @@ def _after_criu_restore(
     health_timeout_s: float,
     phases: dict[str, float],
 ) -> None:
+    at: int | None = None  # the pid whose GPU state is being given back, for the failure's detail
     try:
         if gpu is not None and manifest.gpu_pids:
             t1 = time.monotonic()
             # CRIU restores the original pids, so the pids recorded at dump time name the same processes.
             for p in manifest.gpu_pids:
+                at = p
                 gpu.resume(p)
+            at = None
             phases["cuda_restore"] = time.monotonic() - t1
         if manifest.after_restore and manifest.engine_port is not None:
             base = f"http://127.0.0.1:{manifest.engine_port}"
@@ -305,11 +308,24 @@ def _after_criu_restore(
             url = f"http://127.0.0.1:{manifest.engine_port}{manifest.health_path}"
             phases["health"] = engine_http.wait_healthy(url, health_timeout_s)
     except cuda.CudaError as e:
+        detail = str(e) if at is None or gpu is None else f"{e}; {_driver_view(gpu, at, manifest.gpu_pids)}"
         kill_tree(pid)
-        raise RestoreRefused(Reason.CUDA_RESTORE_FAILED, str(e)) from e
+        raise RestoreRefused(Reason.CUDA_RESTORE_FAILED, detail) from e
     except (TimeoutError, httpx.HTTPStatusError) as e:
         kill_tree(pid)
         raise RestoreRefused(Reason.HEALTH_TIMEOUT, str(e)) from e
+
+
+def _driver_view(gpu: cuda.CudaDriver, failed: int, pids: list[int]) -> str:
+    """Which process's GPU state the driver refused, and the state it reports for each GPU process
+    (a failed restore leaves the rest unrestored): the evidence a failed restore's record needs."""
+    states = []
+    for p in pids:
+        try:
+            states.append(f"{p}={gpu.state(p).name.lower()}")
+        except cuda.CudaError as e:
+            states.append(f"{p}=unknown ({e.code})")
+    return f"at pid {failed}; driver states {', '.join(states)}"
 
 
 def gc(storage: Storage, keep: int) -> list[str]:
