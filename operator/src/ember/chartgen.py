@@ -161,8 +161,12 @@ def _target(expr: str, legend: str) -> dict[str, Any]:
 
 
 NS, RI = '{namespace=~"$ns"}', "[$__rate_interval]"  # $ns: the InferenceService namespaces picked
-PANELS: list[tuple[str, str, list[tuple[str, str]]]] = [
-    # (title, unit, [(expr, legend)])
+# A replica's series (PodMonitor: the pod's `namespace` and `pod`, the InferenceService as
+# `inferenceservice`), for the namespaces and InferenceServices picked ($isvc's "all" is ".+": only
+# series that carry the label, i.e. Ember's replicas)
+REP = '{namespace=~"$ns", inferenceservice=~"$isvc"}'
+Panel = tuple[str, str, list[tuple[str, str]]]  # (title, unit, [(expr, legend)])
+PANELS: list[Panel] = [
     ("Replicas: desired vs ready", "short", [
         (f"sum by (namespace, name) (ember_replicas_desired{NS})", "desired {{namespace}}/{{name}}"),
         (f"sum by (namespace, name) (ember_replicas_ready{NS})", "ready {{namespace}}/{{name}}"),
@@ -199,20 +203,108 @@ PANELS: list[tuple[str, str, list[tuple[str, str]]]] = [
     ]),
 ]  # fmt: skip
 
+TTFT, ITL = "vllm:time_to_first_token_seconds", "vllm:inter_token_latency_seconds"
+SERVICE = ("namespace, inferenceservice", "{{namespace}}/{{inferenceservice}}")  # (by, legend)
+REPLICA = ("namespace, inferenceservice, pod", "{{namespace}}/{{pod}}")
+
+
+def _quantiles(metric: str, group: tuple[str, str]) -> list[tuple[str, str]]:
+    by, legend = group
+    return [
+        (f"histogram_quantile({q}, sum by (le, {by}) (rate({metric}_bucket{REP}{RI})))", f"p{p} {legend}")
+        for q, p in (("0.5", 50), ("0.99", 99))
+    ]
+
+
+def _rate(metric: str, by: str) -> str:
+    return f"sum by ({by}) (rate({metric}{REP}{RI}))"
+
+
+def _serving(group: tuple[str, str]) -> list[Panel]:
+    """The request panels of vLLM's metrics, summed over `group`: an InferenceService or one replica."""
+    by, legend = group
+    return [
+        ("TTFT p50 / p99", "s", _quantiles(TTFT, group)),
+        ("Inter-token latency p50 / p99", "s", _quantiles(ITL, group)),
+        ("Requests finished per second", "reqps", [(_rate("vllm:request_success_total", by), legend)]),
+        ("Tokens per second: prefill (prompt) and decode (generation)", "short", [
+            (_rate("vllm:prompt_tokens_total", by), f"prefill {legend}"),
+            (_rate("vllm:generation_tokens_total", by), f"decode {legend}"),
+        ]),
+        ("Prefix-cache hit rate (tokens)", "percentunit", [
+            (f"{_rate('vllm:prefix_cache_hits_total', by)} / {_rate('vllm:prefix_cache_queries_total', by)}",
+             legend),
+        ]),
+    ]  # fmt: skip
+
+
+def gpu(metric: str) -> str:
+    """A DCGM exporter series per replica pod, with the replica's InferenceService.
+
+    The exporter names the pod holding each GPU as `pod`/`namespace`; scraped without honorLabels
+    (the GPU operator's and the dcgm-exporter chart's ServiceMonitor default), Prometheus renames
+    those to `exported_pod`/`exported_namespace` and puts the exporter's own pod there instead. The
+    label_replace pair copies `exported_*` over `pod`/`namespace` where it is set (its regex does
+    not match an empty value), so both spellings join; the join keeps only the pods of Ember's
+    replicas (`up` of the PodMonitor's targets carries `inferenceservice`) and adds that label.
+    """
+    pod = f'label_replace({metric}, "pod", "$1", "exported_pod", "(.+)")'
+    both = f'label_replace({pod}, "namespace", "$1", "exported_namespace", "(.+)")'
+    return f"{both} * on (namespace, pod) group_left (inferenceservice) group by (namespace, pod, inferenceservice) (up{REP})"
+
+
+GPU_LEGEND = "{{namespace}}/{{pod}} GPU {{gpu}}"
+ROWS: list[tuple[str, list[Panel]]] = [
+    ("Operator and starts", PANELS),
+    ("Serving by InferenceService (vLLM)", _serving(SERVICE)),
+    ("Serving per replica (vLLM)", [(f"{t}, per replica", u, e) for t, u, e in _serving(REPLICA)] + [
+        ("Start time by phase, per replica (last start)", "s", [
+            (f"max by (namespace, pod, phase) (ember_supervisor_start_phase_seconds{REP})", "{{pod}} {{phase}}"),
+        ]),
+    ]),
+    ("GPUs per replica (NVIDIA DCGM exporter)", [
+        ("GPU utilisation", "percent", [(gpu("DCGM_FI_DEV_GPU_UTIL"), GPU_LEGEND)]),
+        ("GPU memory used", "mbytes", [(gpu("DCGM_FI_DEV_FB_USED"), GPU_LEGEND)]),
+        ("GPU power", "watt", [(gpu("DCGM_FI_DEV_POWER_USAGE"), GPU_LEGEND)]),
+        ("GPU temperature", "celsius", [(gpu("DCGM_FI_DEV_GPU_TEMP"), GPU_LEGEND)]),
+    ]),
+]  # fmt: skip
+
+
+def _variable(name: str, label: str, query: str, all_value: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "label": label,
+        "type": "query",
+        "datasource": {"type": "prometheus", "uid": "${datasource}"},
+        "query": query,
+        "includeAll": True,
+        "allValue": all_value,
+        "multi": True,
+        "refresh": 2,
+    }
+
 
 def dashboard() -> dict[str, Any]:
-    panels = [
-        {
-            "id": i + 1,
-            "type": "timeseries",
-            "title": title,
-            "datasource": {"type": "prometheus", "uid": "${datasource}"},
-            "gridPos": {"h": 8, "w": 12, "x": 12 * (i % 2), "y": 8 * (i // 2)},
-            "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
-            "targets": [_target(e, legend) | {"refId": chr(65 + j)} for j, (e, legend) in enumerate(targets)],
-        }
-        for i, (title, unit, targets) in enumerate(PANELS)
-    ]
+    panels: list[dict[str, Any]] = []
+    y = 0
+    for row, row_panels in ROWS:
+        panels.append({
+            "id": len(panels) + 1, "type": "row", "title": row, "collapsed": False, "panels": [],
+            "gridPos": {"h": 1, "w": 24, "x": 0, "y": y},
+        })  # fmt: skip
+        y += 1
+        for i, (title, unit, targets) in enumerate(row_panels):
+            panels.append({
+                "id": len(panels) + 1,
+                "type": "timeseries",
+                "title": title,
+                "datasource": {"type": "prometheus", "uid": "${datasource}"},
+                "gridPos": {"h": 8, "w": 12, "x": 12 * (i % 2), "y": y + 8 * (i // 2)},
+                "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
+                "targets": [_target(e, legend) | {"refId": chr(65 + j)} for j, (e, legend) in enumerate(targets)],
+            })  # fmt: skip
+        y += 8 * ((len(row_panels) + 1) // 2)
     return {
         "title": "Ember",
         "uid": "ember-overview",
@@ -223,17 +315,14 @@ def dashboard() -> dict[str, Any]:
         "templating": {
             "list": [
                 {"name": "datasource", "type": "datasource", "query": "prometheus", "label": "Data source"},
-                {
-                    "name": "ns",
-                    "label": "Namespace",
-                    "type": "query",
-                    "datasource": {"type": "prometheus", "uid": "${datasource}"},
-                    "query": "label_values(ember_replicas_desired, namespace)",
-                    "includeAll": True,
-                    "allValue": ".*",
-                    "multi": True,
-                    "refresh": 2,
-                },
+                _variable("ns", "Namespace", "label_values(ember_replicas_desired, namespace)", ".*"),
+                # the operator's series name the InferenceService `name` (the replicas': `inferenceservice`)
+                _variable(
+                    "isvc",
+                    "InferenceService",
+                    'label_values(ember_replicas_desired{namespace=~"$ns"}, name)',
+                    ".+",
+                ),
             ]
         },
         "panels": panels,

@@ -5,7 +5,9 @@ pod's ``/metrics``. Names, label names (``model_name``, ``engine="0"``) and hist
 vLLM v1's (``vllm/v1/metrics/loggers.py``, ``PrometheusStatLogger``), so the operator's queries and
 recording rules run unchanged against the simulator. ``vllm:time_per_output_token_seconds`` is
 emitted with the same per-token observations as ``vllm:inter_token_latency_seconds``, as vLLM
-0.10/0.11 did while the old name was deprecated, so queries written for either name work.
+0.10/0.11 did while the old name was deprecated, so queries written for either name work. The
+simulated replica caches no prefixes: ``vllm:prefix_cache_queries_total`` counts its prefilled tokens
+and ``vllm:prefix_cache_hits_total`` stays 0 (a hit rate of 0).
 
 The collector is a view: at scrape time it folds the replica's new append-only outputs (TTFT
 observations, step spans, finished records) into cumulative histograms, under the lock the
@@ -122,6 +124,16 @@ class ReplicaCollector(Collector):
         yield _counter("vllm:prompt_tokens", "Number of prefill tokens processed.", lab, prompt)
         yield _counter("vllm:generation_tokens", "Number of generation tokens processed.", lab, gen)
         yield _counter("vllm:num_preemptions", "Cumulative number of preemption from the engine.", lab, 0)
+        # the simulated replica has no prefix cache: every prefilled token was looked up and missed
+        yield _counter(
+            "vllm:prefix_cache_queries",
+            "Prefix cache queries, in terms of number of queried tokens.",
+            lab,
+            prompt,
+        )
+        yield _counter(
+            "vllm:prefix_cache_hits", "Prefix cache hits, in terms of number of cached tokens.", lab, 0
+        )
         success = CounterMetricFamily(
             "vllm:request_success",
             "Count of successfully processed requests.",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,9 @@ from ember import chartgen
 from ember.api.v1alpha1 import InferenceServiceSpec
 from ember.config import Settings
 from ember.telemetry.metrics import Metrics
+from ember_sim.exporter import ReplicaCollector
+from ember_sim.model import Replica
+from ember_sim.params import ReplicaParams
 from ember_supervisor.metrics import SupervisorMetrics
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -18,6 +23,7 @@ CHART = ROOT / "charts" / "ember"
 # Settings that make no sense in a pod the chart runs: in-cluster credentials replace a kubeconfig,
 # and leader election (a Lease) replaces kopf peering, which would need kopf's own CRDs.
 NOT_IN_CHART = {"kubeconfig", "peering"}
+TTFT_BUCKET = "vllm:time_to_first_token_seconds_bucket"
 
 
 def test_generated_files_are_up_to_date(capsys: pytest.CaptureFixture[str]) -> None:
@@ -42,13 +48,104 @@ def test_priority_class_names_are_the_crd_defaults() -> None:
     assert values["priorityClasses"]["warmBuffer"]["name"] == spec.warm_buffer.priority_class_name
 
 
+# The series the dashboard and the alerts may name that no Ember code exports, in one place: the
+# simulated replica's vLLM families stand for vLLM's (its exporter copies vLLM v1's names);
+# NVIDIA's DCGM exporter (the GPU operator runs it) for the GPU panels; `up`, which Prometheus writes
+# for every target it scrapes (the GPU panels join through the replicas' `up`).
+DCGM = {"DCGM_FI_DEV_GPU_UTIL", "DCGM_FI_DEV_FB_USED", "DCGM_FI_DEV_POWER_USAGE", "DCGM_FI_DEV_GPU_TEMP"}
+PROMETHEUS = {"up"}
+SUFFIXES = re.compile(r"(_bucket|_total|_count|_sum)$")
+
+
+def known_metrics() -> set[str]:
+    replica = ReplicaCollector(Replica(id="r0", params=ReplicaParams()), threading.Lock(), lambda: 0.0)
+    registries = [Metrics.create().registry, SupervisorMetrics().registry]
+    names = {m.name for r in registries for m in r.collect()} | {m.name for m in replica.collect()}
+    return names | DCGM | PROMETHEUS
+
+
+def metric_names(expr: str) -> set[str]:
+    """The metric names a PromQL expression selects: what is left of it without its strings, range
+    durations, label matchers, label lists (`by (..)`, `on (..)`, ...), functions and operators."""
+    e = re.sub(r'"[^"]*"', '""', expr)
+    e = re.sub(r"\[[^\]]*\]", "", e)
+    e = re.sub(r"\{[^}]*\}", "", e)
+    e = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", e)
+    names = set(re.findall(r"(?<![\w:$.])([a-zA-Z_:][\w:]*)(?![\w:])(?!\s*\()", e))
+    return {SUFFIXES.sub("", n) for n in names - {"and", "or", "unless", "bool", "offset", "group_left"}}
+
+
+def dashboard_exprs() -> list[str]:
+    board = json.loads((CHART / "dashboards" / "ember.json").read_text())
+    exprs = [t["expr"] for p in board["panels"] for t in p.get("targets", [])]
+    for var in board["templating"]["list"]:
+        if var["type"] == "query":
+            m = re.fullmatch(r"label_values\((.*), \w+\)", var["query"])
+            assert m, var["query"]
+            exprs.append(m.group(1))
+    return exprs
+
+
+def test_metric_names_are_read_from_promql() -> None:
+    assert metric_names(
+        'sum by (le, pod) (rate(vllm:ttft_bucket{ns=~"$ns"}[$__rate_interval])) / on (pod) group_left (a) '
+        'label_replace(up, "pod", "$1", "exported_pod", "(.+)") * group by (x) (a_total offset 5m)'
+    ) == {"vllm:ttft", "up", "a"}
+
+
 def test_dashboard_and_alerts_name_only_metrics_that_exist() -> None:
-    known = {m.name for m in Metrics.create().registry.collect()}
-    known |= {m.name for m in SupervisorMetrics().registry.collect()}
+    known = known_metrics()
     text = (CHART / "dashboards" / "ember.json").read_text()
     text += (CHART / "templates" / "prometheusrule.yaml").read_text()
     used = set(re.findall(r"\b(ember_[a-z_]+?)(?:_bucket|_total|_count|_sum)?\b", text))
     assert used and used <= known, used - known
+    used = set().union(*map(metric_names, dashboard_exprs()))
+    assert used <= known, used - known
+    assert {"vllm:prefix_cache_hits", "vllm:prompt_tokens", "ember_supervisor_start_phase_seconds"} <= used
+    assert used >= DCGM
+
+
+def panels_by_row() -> dict[str, dict[str, dict[str, Any]]]:
+    board = json.loads((CHART / "dashboards" / "ember.json").read_text())
+    rows: dict[str, dict[str, dict[str, Any]]] = {}
+    for p in board["panels"]:
+        if p["type"] == "row":
+            current = rows.setdefault(p["title"], {})
+        else:
+            current[p["title"]] = p
+    return rows
+
+
+def test_dashboard_shows_serving_per_service_and_per_replica_and_the_gpus() -> None:
+    rows = panels_by_row()
+    service, replica = rows["Serving by InferenceService (vLLM)"], rows["Serving per replica (vLLM)"]
+    gpus = rows["GPUs per replica (NVIDIA DCGM exporter)"]
+    metrics = {
+        "TTFT p50 / p99": {TTFT_BUCKET},
+        "Inter-token latency p50 / p99": {"vllm:inter_token_latency_seconds_bucket"},
+        "Requests finished per second": {"vllm:request_success_total"},
+        "Tokens per second: prefill (prompt) and decode (generation)": {
+            "vllm:prompt_tokens_total", "vllm:generation_tokens_total",
+        },
+        "Prefix-cache hit rate (tokens)": {"vllm:prefix_cache_hits_total", "vllm:prefix_cache_queries_total"},
+    }  # fmt: skip
+    for title, names in metrics.items():
+        for panel, by in ((service[title], "inferenceservice"), (replica[f"{title}, per replica"], "pod")):
+            exprs = " ".join(t["expr"] for t in panel["targets"])
+            assert all(n in exprs for n in names), (panel["title"], exprs)
+            assert by in exprs and "$isvc" in exprs and "$ns" in exprs, exprs
+    quantiles = [t["expr"].split(",")[0] for t in service["TTFT p50 / p99"]["targets"]]
+    assert quantiles == ["histogram_quantile(0.5", "histogram_quantile(0.99"]
+    phases = replica["Start time by phase, per replica (last start)"]["targets"][0]
+    assert "by (namespace, pod, phase)" in phases["expr"] and "{{pod}}" in phases["legendFormat"]
+    for title, name in {
+        "GPU utilisation": "DCGM_FI_DEV_GPU_UTIL", "GPU memory used": "DCGM_FI_DEV_FB_USED",
+        "GPU power": "DCGM_FI_DEV_POWER_USAGE", "GPU temperature": "DCGM_FI_DEV_GPU_TEMP",
+    }.items():  # fmt: skip
+        expr = gpus[title]["targets"][0]["expr"]
+        assert name in expr and '"exported_pod"' in expr and "on (namespace, pod)" in expr, expr
+    # the panels that were there before stay
+    assert {"Replicas: desired vs ready", "Start paths (cold vs restore)"} <= set(rows["Operator and starts"])
 
 
 def schema_of(values_yaml: str) -> dict[str, Any]:
