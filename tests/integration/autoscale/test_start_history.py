@@ -3,8 +3,8 @@ real Prometheus scraping a replica's supervisor metrics (the supervisor's own Su
 registry, written the way its start-up writes it, served per pod with the namespace, pod and
 inferenceservice labels the chart's PodMonitor attaches). After the replica's start the service's
 status carries the measured time and the decision plans with it (timeToReadySeconds: also the
-activator's Retry-After and activation ETA) instead of the 90 s default; with Prometheus gone and
-the operator restarted, the history and the ETA stay."""
+activator's Retry-After and activation ETA) instead of the 90 s default; a wake is measured too;
+with Prometheus gone and the operator restarted, the history and the ETA stay."""
 
 from __future__ import annotations
 
@@ -106,13 +106,21 @@ def test_a_replicas_measured_start_becomes_the_services_eta_and_survives_outage_
 
             time.sleep(3)  # more passes read the same series: counted once
             assert status(kube)["startHistory"]["cold"] == cold
+
+            # a wake of that pod, as the supervisor's POST /wake records it (seconds, then its end)
+            woke_at = time.time()
+            sup.last_wake_seconds.set(0.7)
+            sup.last_wake_timestamp.set(woke_at)
+            eventually(lambda: status(kube).get("startHistory", {}).get("wake"), 30, what="the wake measured")
+            wake = status(kube)["startHistory"]["wake"]
+            assert wake == [{"pod": pod.metadata.name, "at": round(woke_at, 3), "seconds": 0.7}]
         finally:
             server.shutdown()
 
         # Prometheus goes away, then the operator restarts: nothing is lost, the ETA stays measured
         p.stop()
         time.sleep(3)
-        assert status(kube)["startHistory"]["cold"] == cold
+        assert status(kube)["startHistory"]["cold"] == cold and status(kube)["startHistory"]["wake"] == wake
         op.stop()
         op = Operator(
             cluster, tmp_path / "operator2.log", EMBER_PROMETHEUS_URL=p.url, EMBER_COLD_START_SECONDS="90"
@@ -127,5 +135,6 @@ def test_a_replicas_measured_start_becomes_the_services_eta_and_survives_outage_
         )
         assert ttr(kube) == MEASURED_S
         assert status(kube)["startHistory"]["cold"] == cold
+        assert status(kube)["startHistory"]["wake"] == wake
     finally:
         op.stop()
