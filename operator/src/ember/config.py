@@ -30,13 +30,15 @@ class Settings(BaseSettings):
     """Prometheus base URL for the autoscaler and drain (in-flight per replica). None: no metrics."""
     cold_start_seconds: float = Field(90.0, gt=0)
     """Expected time from pod creation to Ready on a cold start (vLLM 8B on H100: ~21 s published,
-    plus image and weights on a fresh node): the autoscaler scales ahead by this much."""
+    plus image and weights on a fresh node): the autoscaler scales ahead by this much. The default
+    until a service has measured cold starts (status.startHistory: their median, policy/startpath.py)."""
     restore_seconds: float = Field(10.0, gt=0)
-    """Expected time to Ready when a verified checkpoint is restored (see docs/benchmarks-gpu.md)."""
+    """Expected time to Ready when a verified checkpoint is restored (see docs/benchmarks-gpu.md); the
+    default until a service has measured restores (status.startHistory)."""
     wake_seconds: float = Field(1.0, gt=0)
     """Expected time to Ready when a sleeping replica is woken (vLLM sleep level 1 on an H200: 0.45 s
-    to the first token; the CPU stand-in thaws a frozen engine in well under 1 s). policy/startpath.py
-    uses measured history instead when there is some."""
+    to the first token; the CPU stand-in thaws a frozen engine in well under 1 s); the default until a
+    service has measured wakes (status.startHistory: their median, policy/startpath.py)."""
     sleep_timeout_seconds: float = Field(60.0, gt=0)
     """How long a supervisor's POST /sleep may take; past it the replica is deleted instead."""
     wake_timeout_seconds: float = Field(30.0, gt=0)

@@ -66,6 +66,18 @@ class SupervisorMetrics:
             buckets=SLEEP_WAKE_BUCKETS,
             registry=r,
         )
+        # the last successful wake, for the operator's measured wake time (status.startHistory): a
+        # gauge per wake, named by its end, where the histogram per pod gives only a mean over wakes
+        self.last_wake_seconds = Gauge(
+            "ember_supervisor_last_wake_seconds",
+            "POST /wake: seconds the last successful wake took",
+            registry=r,
+        )
+        self.last_wake_timestamp = Gauge(
+            "ember_supervisor_last_wake_timestamp_seconds",
+            "POST /wake: unix time the last successful wake ended",
+            registry=r,
+        )
         self.sleep_failures = Counter(
             "ember_supervisor_sleep_failures",
             "Sleeps that failed (the engine kept serving, or failed), by reason",

@@ -305,6 +305,10 @@ class Sleeper:
         self.state.move(State.SERVING)
         dt = time.monotonic() - t0
         self.metrics.wake_seconds.labels(asleep.tier).observe(dt)
+        # the operator's wake history (ember observe/starts.py) reads this pair by pod: the seconds
+        # first, so a scrape between the two writes pairs the previous wake's time with its own seconds
+        self.metrics.last_wake_seconds.set(dt)
+        self.metrics.last_wake_timestamp.set(time.time())
         out: dict[str, object] = {"state": "serving", "tier": asleep.tier, "wake_s": dt, "phases_s": phases}
         self._event("engine_woken", **out)
         return out

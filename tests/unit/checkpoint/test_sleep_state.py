@@ -208,6 +208,8 @@ def test_a_wake_that_hangs_times_out_with_a_reason_and_ends_the_engine(
         time.sleep(0.05)
     assert alive == ["4242"]
     assert s.metrics.wake_failures.labels("timeout")._value.get() == 1
+    # a failed wake is no measured wake (the operator's start history reads the last successful one)
+    assert s.metrics.last_wake_timestamp._value.get() == 0
 
 
 def test_a_wake_thaws_then_answers_serving(tmp_path: Path, alive: list[str]) -> None:
@@ -218,6 +220,9 @@ def test_a_wake_thaws_then_answers_serving(tmp_path: Path, alive: list[str]) -> 
     out = s.wake(WakeRequest())
     assert fz.calls == ["freeze", "thaw"] and out["state"] == "serving"
     assert s.state.state == State.SERVING and s.state.tier is None
+    # the last wake's seconds and its end, for the operator's measured wake time (by pod)
+    assert s.metrics.last_wake_seconds._value.get() == pytest.approx(float(out["wake_s"]))  # type: ignore[arg-type]
+    assert abs(s.metrics.last_wake_timestamp._value.get() - time.time()) < 60
     with pytest.raises(WrongState):
         s.wake(WakeRequest())
 

@@ -594,6 +594,35 @@ class WarmBufferStatus(EmberModel):
     """adaptive: recent [unix time, qps] samples from status.lastDecision.inputs (bounded history)."""
 
 
+START_HISTORY_SIZE = 10  # measured starts kept per path (status.startHistory; policy/startpath.py)
+
+
+class StartSample(EmberModel):
+    """One measured start of a replica (the supervisor's metrics, read from Prometheus)."""
+
+    pod: str = Field(max_length=253)
+    """The replica pod."""
+    at: float
+    """Unix seconds that order the history and, with `pod`, identify the start: the pod's creation
+    (cold, restore: one start per pod) or the end of the wake (wake: a pod may wake many times)."""
+    seconds: float = Field(ge=0)
+    """How long it took: `ember_supervisor_start_phase_seconds{phase="total"}` (cold, restore) or
+    `ember_supervisor_last_wake_seconds` (wake)."""
+
+
+class StartHistory(EmberModel):
+    """Measured start times per path actually taken (a restore that fell back counts as cold), the
+    newest last, at most 10 each: the autoscaler's and the activator's expected time to ready is
+    their median (policy/startpath.py), kept here so it survives Prometheus outages and restarts."""
+
+    wake: list[StartSample] = Field(default_factory=list, max_length=START_HISTORY_SIZE)
+    """Wakes of sleeping replicas."""
+    restore: list[StartSample] = Field(default_factory=list, max_length=START_HISTORY_SIZE)
+    """Starts restored from a checkpoint."""
+    cold: list[StartSample] = Field(default_factory=list, max_length=START_HISTORY_SIZE)
+    """Cold starts (a restore that fell back included)."""
+
+
 class InferenceServiceStatus(EmberModel):
     """What Ember observed and did. Written only by the operator."""
 
@@ -631,6 +660,8 @@ class InferenceServiceStatus(EmberModel):
     """The checkpoint in use."""
     warm_buffer: WarmBufferStatus = Field(default_factory=WarmBufferStatus)
     """Warm buffer size."""
+    start_history: StartHistory = Field(default_factory=StartHistory)
+    """Measured start times per path, for the expected time to ready."""
 
 
 # The name becomes the Service's name and a label value (both at most 63 characters, the Service's a

@@ -21,6 +21,8 @@ from ember.handlers.replicas import Emit, kopf_emit, start_choice
 from ember.handlers.status_writer import AUTOSCALER, apply_owned
 from ember.kube.views import pod_view
 from ember.observe.prometheus import observe
+from ember.observe.starts import measure
+from ember.policy import startpath
 from ember.policy.autoscale import decide
 from ember.policy.desired import desired_replicas
 from ember.policy.status import METRICS_REASONS, metrics_condition, set_condition
@@ -60,7 +62,8 @@ async def autoscale_step(
         return None
     ns, name, gen, key, spec, prev = obj.ns, obj.name, obj.generation, obj.key, obj.spec, obj.status
     now = time.time()
-    views = [v for p in pods if (v := pod_view(p)) is not None and not v.terminating]
+    every = [v for p in pods if (v := pod_view(p)) is not None]
+    views = [v for v in every if not v.terminating]
     current = [v for v in views if not v.draining and not v.sleeping]  # sleepers are no replicas
     # requests an activator holds (api/demand.py): while nothing is ready they are decided on at once
     held = demand.held(body["metadata"].get("annotations"), now, ctx.settings.demand_ttl_seconds)
@@ -68,8 +71,14 @@ async def autoscale_step(
     if now - ctx.last_decision.get(key, 0.0) < spec.scaling.decision_interval_seconds and not urgent:
         return None
     ctx.last_decision[key] = now
+    # the supervisors' measured starts, folded into status.startHistory (policy/startpath.py); with
+    # Prometheus unavailable nothing is measured and the history stays
+    measured = await measure(ctx.prometheus, ns, name, {v.name: v.created for v in every},
+                             bulk=ctx.bulk, max_age_s=spec.scaling.decision_interval_seconds)  # fmt: skip
+    history = prev.start_history if measured is None else startpath.fold(prev.start_history, measured)
     # with a sleeper the next replica is a wake: the policy plans with the wake time
-    choice = start_choice(ctx, ns, name, spec, prev, tuple(v.name for v in views if v.sleeping))
+    choice = start_choice(ctx, ns, name, spec, prev.model_copy(update={"start_history": history}),
+                          tuple(v.name for v in views if v.sleeping))  # fmt: skip
     path, ttr = choice.path, choice.expected_s
     obs = await observe(
         ctx.prometheus,
@@ -122,6 +131,7 @@ async def autoscale_step(
                 queue=obs.waiting,
             ),
             "conditions": conds,
+            "start_history": history,
         }
     )
     await apply_owned(ctx, ns, name, AUTOSCALER, prev, after)

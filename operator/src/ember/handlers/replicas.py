@@ -75,14 +75,16 @@ def start_choice(
     status: InferenceServiceStatus,
     sleeping: tuple[str, ...] = (),
 ) -> startpath.StartChoice:
-    """The start path of this service's next replica (policy/startpath.py), with the admin's grant and
-    the operator's default times; every start decision in the operator is this one."""
+    """The start path of this service's next replica (policy/startpath.py), with the admin's grant,
+    the measured start times in `status.startHistory` and the operator's default times for a path
+    not measured yet; every start decision in the operator is this one."""
     granted = isinstance(checkpoint_grant(ctx.settings.checkpoint_access(), ns, name, spec), CheckpointGrant)
     s = ctx.settings
     defaults = startpath.Defaults(
         wake_s=s.wake_seconds, restore_s=s.restore_seconds, cold_s=s.cold_start_seconds
     )
-    return startpath.choose(spec, status, granted=granted, sleeping=sleeping, defaults=defaults)
+    return startpath.choose(spec, status, granted=granted, sleeping=sleeping,
+                            history=startpath.history_of(status), defaults=defaults)  # fmt: skip
 
 
 async def supervisor_token(ctx: OperatorContext, ns: str, name: str) -> str:

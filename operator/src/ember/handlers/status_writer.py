@@ -44,7 +44,9 @@ REPLICAS = Owner(
     ("Ready", "Progressing", "Degraded"),
 )
 AUTOSCALER = Owner(
-    "ember-autoscaler", ("last_decision", "autoscaler", "observed"), ("MetricsAvailable", "SLOAttainable")
+    "ember-autoscaler",
+    ("last_decision", "autoscaler", "observed", "start_history"),
+    ("MetricsAvailable", "SLOAttainable"),
 )
 CHECKPOINT = Owner("ember-checkpoint", ("checkpoint",), ("CheckpointReady",))
 # WakeFallback is set from a one-off outcome (a wake that failed, one that succeeded): its own manager

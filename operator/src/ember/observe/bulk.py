@@ -21,7 +21,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from ember.observe.queries import BULK, PANIC_KEY
+from ember.observe.queries import BULK, PANIC_KEY, STARTS, start_queries
 
 Sample = tuple[dict[str, str], float]
 Key = tuple[str, str]  # (namespace, inferenceservice)
@@ -29,16 +29,26 @@ Slices = dict[Key, dict[str, list[Sample]]]  # per service: query name -> its sa
 GROUP = ("namespace", "inferenceservice")
 
 
-def bulk_queries(stable_s: int, panic_s: int, namespaces: Sequence[str] = ()) -> dict[str, str]:
-    """The bulk PromQL, by the same names as the per-service queries (queries.DEFAULTS + qps_panic).
-    `namespaces`: the operator's watched namespaces (empty: all), so it never reads other series."""
+def _bulk_selector(namespaces: Sequence[str]) -> str:
     sel = 'inferenceservice!=""'
     if namespaces:
         # namespace names are DNS labels ([a-z0-9-]): nothing in them is special in a RE2 regex
         sel += ',namespace=~"' + "|".join(namespaces) + '"'
+    return sel
+
+
+def bulk_queries(stable_s: int, panic_s: int, namespaces: Sequence[str] = ()) -> dict[str, str]:
+    """The bulk PromQL, by the same names as the per-service queries (queries.DEFAULTS + qps_panic).
+    `namespaces`: the operator's watched namespaces (empty: all), so it never reads other series."""
+    sel = _bulk_selector(namespaces)
     out = {k: q.replace("$selector", sel).replace("$window", f"{stable_s}s") for k, q in BULK.items()}
     out[PANIC_KEY] = BULK["qps"].replace("$selector", sel).replace("$window", f"{panic_s}s")
     return out
+
+
+def bulk_start_queries(namespaces: Sequence[str] = ()) -> dict[str, str]:
+    """The supervisors' start measurements of every service (queries.STARTS; observe/starts.py)."""
+    return start_queries(_bulk_selector(namespaces))
 
 
 def slice_answers(answers: Mapping[str, list[Sample]]) -> Slices:
@@ -68,6 +78,8 @@ class BulkQueries:
     clock: Callable[[], float] = time.monotonic
     _entries: dict[tuple[int, int], _Entry] = field(default_factory=dict)
     fetches: int = 0  # bulk fetches made (each is len(bulk_queries(...)) queries), for tests and metrics
+    _starts: _Entry | None = None
+    start_fetches: int = 0  # bulk fetches of the start measurements (len(STARTS) queries each)
 
     async def service(
         self, namespace: str, name: str, stable_s: int, panic_s: int, max_age_s: float
@@ -88,5 +100,21 @@ class BulkQueries:
     async def _fetch(self, windows: tuple[int, int]) -> Slices:
         self.fetches += 1
         queries = bulk_queries(*windows, namespaces=self.namespaces)
+        answers = await asyncio.gather(*(self.query(q) for q in queries.values()))
+        return slice_answers(dict(zip(queries, answers, strict=True)))
+
+    async def starts(self, namespace: str, name: str, max_age_s: float) -> dict[str, list[Sample]]:
+        """This service's start measurements (queries.STARTS; empty lists: no series), shared and
+        cached like `service` (an error too)."""
+        now = self.clock()
+        entry = self._starts
+        if entry is None or now - entry.at >= max_age_s:
+            entry = self._starts = _Entry(now, asyncio.ensure_future(self._fetch_starts()))
+        slices = await asyncio.shield(entry.task)
+        return slices.get((namespace, name)) or {n: [] for n in STARTS}
+
+    async def _fetch_starts(self) -> Slices:
+        self.start_fetches += 1
+        queries = bulk_start_queries(self.namespaces)
         answers = await asyncio.gather(*(self.query(q) for q in queries.values()))
         return slice_answers(dict(zip(queries, answers, strict=True)))

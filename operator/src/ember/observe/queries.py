@@ -35,6 +35,25 @@ BULK = {
     "kv_cache": "avg by (namespace, inferenceservice, pod) (vllm:kv_cache_usage_perc{$selector})",
 }
 
+# the supervisors' start measurements (observe/starts.py, policy/startpath.fold), per pod, from instant
+# values only: the path counter's current value (a counter that first appears at 1 is invisible to
+# increase()) and gauges. Grouped like BULK; a service's own form has its own selector.
+STARTS = {
+    "start_path": "max by (namespace, inferenceservice, pod, path) (ember_supervisor_start_path_total{$selector}) > 0",
+    "start_seconds": 'max by (namespace, inferenceservice, pod) (ember_supervisor_start_phase_seconds{$selector,phase="total"})',
+    "wake_seconds": "max by (namespace, inferenceservice, pod) (ember_supervisor_last_wake_seconds{$selector})",
+    "wake_at": "max by (namespace, inferenceservice, pod) (ember_supervisor_last_wake_timestamp_seconds{$selector})",
+}
+
+
+def service_selector(namespace: str, name: str) -> str:
+    return f'namespace="{namespace}",inferenceservice="{name}"'
+
+
+def start_queries(selector: str) -> dict[str, str]:
+    """STARTS for `selector` (a service's own, or the bulk one of observe/bulk.py)."""
+    return {k: q.replace("$selector", selector) for k, q in STARTS.items()}
+
 
 @dataclass(frozen=True)
 class QuerySet:
@@ -43,7 +62,7 @@ class QuerySet:
 
 
 def render(namespace: str, name: str, overrides: MetricQueries, stable_s: int, panic_s: int) -> QuerySet:
-    selector = f'namespace="{namespace}",inferenceservice="{name}"'
+    selector = service_selector(namespace, name)
     given = overrides.model_dump()
     out = {}
     for key, default in DEFAULTS.items():

@@ -17,21 +17,45 @@ Choice, fastest first:
 "On its node": checkpoint storage is per node (a hostPath) or shared (a PVC, object storage); a
 replica that lands on a node without the checkpoint starts cold there (`node_has_checkpoint=False`).
 
-Expected times: the median of the measured history for that path when there is one (the
-supervisors' `ember_supervisor_start_phase_seconds{phase="total"}`, `History`), else the defaults
-(operator settings `wakeSeconds`, `restoreSeconds`, `coldStartSeconds`; documented in config.py):
-1 s wake (the CPU stand-in thaws in well under that; vLLM sleep level 1 on an H200: 0.45 s),
-10 s restore, 90 s cold.
+Expected times: the median of the measured history for that path when there is one (`History`,
+from `status.startHistory`: `history_of`), else the defaults (operator settings `wakeSeconds`,
+`restoreSeconds`, `coldStartSeconds`; documented in config.py): 1 s wake (the CPU stand-in thaws in
+well under that; vLLM sleep level 1 on an H200: 0.45 s), 10 s restore, 90 s cold.
+
+The measured history (`fold`). Every decision interval the autoscaler reads, per pod, what the
+supervisors export (observe/starts.py, instant queries only, in bulk like the other metrics):
+`ember_supervisor_start_path_total{path}` (the path actually taken, after any fallback) with
+`ember_supervisor_start_phase_seconds{phase="total"}` (that start's seconds), and
+`ember_supervisor_last_wake_seconds` with `ember_supervisor_last_wake_timestamp_seconds` (the last
+successful wake's seconds and end). Each becomes a `Measured(pod, path, seconds, at)`; `at` is the
+pod's creation time for a start (one start per pod) and the wake's end for a wake (a pod wakes many
+times). `fold` adds the ones not yet in `status.startHistory` (same pod and `at`: counted once, so a
+pod read on every pass, or again after an operator restart, is not double-counted) and keeps per
+path the newest `START_HISTORY_SIZE` (10) by `at`; a measurement older than everything a full list
+keeps drops out at once, so a long-lived pod never re-enters. A restore that fell back to cold is
+counted as cold, with its whole time (the failed restore included): it is what that start cost.
+The history lives in the status, not in Prometheus: an outage adds nothing and loses nothing (the
+pass goes on with the history it has), and a restarted operator starts from it. Why not the counter
+or the wake histogram over time: a counter that first appears at 1 is invisible to increase(), and a
+histogram's _sum/_count per pod gives a mean over the pod's wakes, not each one; instant gauges by
+pod give each start exactly, and the pod plus `at` name it.
 """
 
 from __future__ import annotations
 
+import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ember.api.v1alpha1 import InferenceServiceSpec, InferenceServiceStatus
+from ember.api.v1alpha1 import (
+    START_HISTORY_SIZE,
+    InferenceServiceSpec,
+    InferenceServiceStatus,
+    StartHistory,
+    StartSample,
+)
 
 Path = Literal["wake", "restore", "cold"]
 PATHS: tuple[Path, ...] = ("wake", "restore", "cold")
@@ -58,6 +82,41 @@ class History:
         if not xs:
             return default, "default"
         return float(statistics.median(xs)), f"median of {len(xs)} measured"
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One start as the supervisors' metrics report it (observe/starts.py): the path taken, its
+    seconds, and `at` (the pod's creation for cold and restore, the wake's end for a wake)."""
+
+    pod: str
+    path: Path
+    seconds: float
+    at: float
+
+
+def fold(history: StartHistory, measured: Iterable[Measured], keep: int = START_HISTORY_SIZE) -> StartHistory:
+    """`history` with `measured` folded in: per path, ordered by `at`, the newest `keep`. A start
+    already there (same pod and `at`) is not added again; one older than all a full list keeps is
+    dropped at once (so the result equals `history` and nothing is written). Seconds that are
+    negative or not finite are no measurement."""
+    new = [m for m in measured if m.seconds >= 0 and math.isfinite(m.seconds) and math.isfinite(m.at)]
+    out: dict[str, list[StartSample]] = {}
+    for path in PATHS:
+        kept: list[StartSample] = list(getattr(history, path))
+        seen = {(s.pod, s.at) for s in kept}
+        for m in new:
+            if m.path == path and (m.pod, m.at) not in seen:
+                seen.add((m.pod, m.at))
+                kept.append(StartSample(pod=m.pod, at=m.at, seconds=m.seconds))
+        out[path] = sorted(kept, key=lambda s: (s.at, s.pod))[-keep:] if keep > 0 else []
+    return StartHistory(wake=out["wake"], restore=out["restore"], cold=out["cold"])
+
+
+def history_of(status: InferenceServiceStatus) -> History:
+    """The measured seconds per path in `status.startHistory`, oldest first, for `choose`."""
+    h = status.start_history
+    return History({p: tuple(s.seconds for s in getattr(h, p)) for p in PATHS})
 
 
 @dataclass(frozen=True)
