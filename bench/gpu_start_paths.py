@@ -1323,6 +1323,11 @@ def phase_inject(out: Path) -> dict:
         _sup_stop(sup, res, "pod1_exit")
         res["stop_s"] = round(time.monotonic() - t, 3)
         sup = None
+        # pod 2 gets the GPU once pod 1's processes are gone (as the device plugin hands it on): the
+        # memory still held right after the stop is recorded, then the GPU is waited for
+        res["gpu_mib_after_stop"] = gpu_used_mib()
+        wait_gpu_free()
+        res["gpu_mib_before_pod2"] = gpu_used_mib()
         # pod 2: the init container lays the tree out again at the same path; the state dir starts empty
         sh(f"rm -rf {state_dir} {tree}")
         state_dir.mkdir(parents=True)
