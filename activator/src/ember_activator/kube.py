@@ -1,10 +1,10 @@
-"""The activator's only Kubernetes I/O: two watches (InferenceServices, Ember-owned EndpointSlices)
-and the demand patch. Reads are list + watch in a thread each (the official client is synchronous),
+"""The activator's only Kubernetes I/O: three watches (InferenceServices, Ember-owned EndpointSlices,
+the Services Ember made: their cluster IPs name the service a request is for) and the demand patch. Reads are list + watch in a thread each (the official client is synchronous),
 relisting on 410 Gone or any failure, with a bounded watch timeout so a silently dead connection
 cannot freeze the view. Events reach the event loop through `call_soon_threadsafe`.
 
-RBAC it needs: get/list/watch inferenceservices and endpointslices, patch inferenceservices (the
-demand annotation, a JSON merge patch of one key). Nothing else.
+RBAC it needs: get/list/watch inferenceservices, list/watch endpointslices and services, patch
+inferenceservices (the demand annotation, a JSON merge patch of one key). Nothing else.
 """
 
 from __future__ import annotations
@@ -92,12 +92,15 @@ def watches(
     on_slice: Callable[[str, Obj], None],
     on_reset: Callable[[str, list[Obj]], None],
     stop: threading.Event,
+    on_service: Callable[[str, Obj], None] | None = None,
 ) -> list[Watch]:
     """One watch per collection (and per namespace when namespaced); callbacks run on `loop`."""
-    custom, disc = client.CustomObjectsApi(api), client.DiscoveryV1Api(api)
+    custom, disc, core = client.CustomObjectsApi(api), client.DiscoveryV1Api(api), client.CoreV1Api(api)
+    handlers = {"isvc": on_isvc, "slice": on_slice, "service": on_service or (lambda t, o: None)}
+    svc_selector = f"{L.MANAGED_BY}={L.MANAGED_BY_VALUE},{L.ISVC}"
 
     def bridge(kind: str) -> tuple[Callable[[list[Obj]], None], Callable[[str, Obj], None]]:
-        handler = on_isvc if kind == "isvc" else on_slice
+        handler = handlers[kind]
 
         def reset(items: list[Obj]) -> None:
             loop.call_soon_threadsafe(on_reset, kind, items)
@@ -112,18 +115,23 @@ def watches(
     for ns in scopes:
         isvc_fn: Callable[..., Any]
         sl_fn: Callable[..., Any]
+        svc_fn: Callable[..., Any]
         if ns is None:
             isvc_fn, isvc_kw = (
                 custom.list_cluster_custom_object,
                 {"group": GROUP, "version": VERSION, "plural": PLURAL},
             )
             sl_fn, sl_kw = disc.list_endpoint_slice_for_all_namespaces, {"label_selector": L.ROUTE}
+            svc_fn, svc_kw = core.list_service_for_all_namespaces, {"label_selector": svc_selector}
         else:
             isvc_fn = custom.list_namespaced_custom_object
             isvc_kw = {"group": GROUP, "version": VERSION, "namespace": ns, "plural": PLURAL}
             sl_fn, sl_kw = disc.list_namespaced_endpoint_slice, {"namespace": ns, "label_selector": L.ROUTE}
+            svc_fn, svc_kw = core.list_namespaced_service, {"namespace": ns, "label_selector": svc_selector}
         out.append(Watch(f"isvc-{ns or 'all'}", isvc_fn, isvc_kw, *bridge("isvc"), stop))
         out.append(Watch(f"slices-{ns or 'all'}", sl_fn, sl_kw, *bridge("slice"), stop))
+        if on_service is not None:
+            out.append(Watch(f"services-{ns or 'all'}", svc_fn, svc_kw, *bridge("service"), stop))
     return out
 
 

@@ -44,6 +44,9 @@ class Activator:
     def on_reset(self, kind: str, items: list[dict[str, Any]]) -> None:
         if kind == "isvc":
             self.catalog.services = {_key(o): service_info(o) for o in items}
+        elif kind == "service":
+            self.catalog.set_addresses(items)
+            return
         else:
             self.catalog.routes = {r[0]: (r[1], r[2]) for o in items if (r := slice_route(o)) is not None}
         self._sync_all()
@@ -53,6 +56,12 @@ class Activator:
             self.catalog.services.pop(_key(obj), None)
         else:
             self.catalog.services[_key(obj)] = service_info(obj)
+
+    def on_service(self, type_: str, obj: dict[str, Any]) -> None:
+        if type_ == "DELETED":
+            self.catalog.remove_service(obj)
+        else:
+            self.catalog.add_service(obj)
 
     def on_slice(self, type_: str, obj: dict[str, Any]) -> None:
         r = slice_route(obj)
@@ -107,7 +116,14 @@ class Activator:
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         self.watches = kube.watches(
-            self.api, self.s.namespaces, loop, self.on_isvc, self.on_slice, self.on_reset, self.stop
+            self.api,
+            self.s.namespaces,
+            loop,
+            self.on_isvc,
+            self.on_slice,
+            self.on_reset,
+            self.stop,
+            on_service=self.on_service,
         )
         for w in self.watches:
             w.start()

@@ -200,9 +200,11 @@ def test_scale_from_zero_holds_the_first_requests_and_answers_them_after_the_sim
 ) -> None:
     at_zero(stack)
     host = f"chat.{stack.kube.ns}.svc.cluster.local"
+    # a client that calls the Service by its cluster IP ($CHAT_SERVICE_HOST) is held the same way
+    cluster_ip = stack.kube.core.read_namespaced_service("chat", stack.kube.ns).spec.cluster_ip
     with ThreadPoolExecutor(8) as pool:
         futs = [pool.submit(ask, stack.a.url, host, i % 2 == 1) for i in range(4)]
-        futs.append(pool.submit(ask, stack.b.url, host))
+        futs.append(pool.submit(ask, stack.b.url, f"{cluster_ip}:80"))
         eventually(lambda: stack.a.metric("ember_activator_held_requests", namespace=stack.kube.ns, name="chat") == 4,
                    5, 0.05, what="4 held on a")  # fmt: skip
         ann = get_isvc(stack.kube, "chat")["metadata"]["annotations"]

@@ -240,6 +240,7 @@ def test_activator_is_rendered_with_two_replicas_a_pdb_and_least_privilege(kube:
     assert {(r["apiGroups"][0], r["resources"][0], tuple(r["verbs"])) for r in rules} == {
         ("serving.ember.dev", "inferenceservices", ("get", "list", "watch", "patch")),
         ("discovery.k8s.io", "endpointslices", ("list", "watch")),
+        ("", "services", ("list", "watch")),
     }
     env = {
         e["name"]: e.get("value")
