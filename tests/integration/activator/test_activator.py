@@ -24,11 +24,10 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from ember.api.v1alpha1 import GROUP, PLURAL
 from ember_cluster import LocalCluster, Prometheus
 from ember_cluster.procs import free_port
 
-from tests.integration.conftest import ROOT, Kube, eventually
+from tests.integration.conftest import Kube, eventually, install_crds
 from tests.integration.operator.harness import Operator, get_isvc, replica_pods
 
 READY_AFTER_S = 3.0  # the simulated start (kwok turns the pod Ready this long after it runs)
@@ -164,10 +163,7 @@ class Stack:
 
 @pytest.fixture
 def crds(cluster: LocalCluster) -> None:
-    k = Kube(cluster, "default")
-    k.kubectl("apply", "-f", str(ROOT / "crds"))
-    k.kubectl("wait", "--for=condition=established", "--timeout=30s", f"crd/{PLURAL}.{GROUP}")
-    k.ensure_priority_class("ember-serving", 1000)
+    install_crds(cluster)
 
 
 @pytest.fixture

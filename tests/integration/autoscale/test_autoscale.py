@@ -14,10 +14,9 @@ from typing import Any
 
 import pytest
 import yaml
-from ember.api.v1alpha1 import GROUP, PLURAL
 from ember_cluster import LocalCluster, Prometheus
 
-from tests.integration.conftest import Kube, eventually
+from tests.integration.conftest import Kube, eventually, install_crds
 from tests.integration.operator.harness import Operator, condition, get_isvc, patch_spec, replica_pods
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -101,10 +100,7 @@ class Stack:
 
 @pytest.fixture
 def crds(cluster: LocalCluster) -> None:
-    k = Kube(cluster, "default")
-    k.kubectl("apply", "-f", str(ROOT / "crds"))
-    k.kubectl("wait", "--for=condition=established", "--timeout=30s", f"crd/{PLURAL}.{GROUP}")
-    k.ensure_priority_class("ember-serving", 1000)
+    install_crds(cluster)
 
 
 @pytest.fixture

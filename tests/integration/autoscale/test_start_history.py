@@ -17,13 +17,13 @@ from typing import Any
 
 import pytest
 import yaml
-from ember.api.v1alpha1 import GROUP, PLURAL
+from ember.api.v1alpha1 import GROUP
 from ember_cluster import LocalCluster, Prometheus
 from ember_cluster.procs import free_port
 from ember_supervisor.metrics import SupervisorMetrics
 from prometheus_client import start_http_server
 
-from tests.integration.conftest import Kube, eventually
+from tests.integration.conftest import Kube, eventually, install_crds
 from tests.integration.operator.harness import Operator, get_isvc, replica_pods
 
 pytestmark = pytest.mark.integration
@@ -34,10 +34,7 @@ MEASURED_S = 42.0  # far from the 90 s default
 
 @pytest.fixture
 def crds(cluster: LocalCluster) -> None:
-    k = Kube(cluster, "default")
-    k.kubectl("apply", "-f", str(ROOT / "crds"))
-    k.kubectl("wait", "--for=condition=established", "--timeout=30s", f"crd/{PLURAL}.{GROUP}")
-    k.ensure_priority_class("ember-serving", 1000)
+    install_crds(cluster)
 
 
 def manifest() -> dict[str, Any]:

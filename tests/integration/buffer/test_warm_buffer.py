@@ -22,7 +22,7 @@ from ember_cluster.nodes import add_node
 from ember_cluster.provisioner import Provisioner
 from kubernetes.client.exceptions import ApiException
 
-from tests.integration.conftest import Kube, eventually
+from tests.integration.conftest import Kube, eventually, install_crds
 from tests.integration.operator.harness import Operator, get_isvc, isvc_manifest, patch_spec, replica_pods
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -31,10 +31,7 @@ PLACEHOLDERS = "serving.ember.dev/component=placeholder"
 
 @pytest.fixture(scope="module")
 def operator(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
-    k = Kube(cluster, "default")
-    k.kubectl("apply", "-f", str(ROOT / "crds"))
-    k.kubectl("wait", "--for=condition=established", "--timeout=30s", f"crd/{PLURAL}.{GROUP}")
-    k.ensure_priority_class("ember-serving", 1000)
+    k = install_crds(cluster)
     k.ensure_priority_class("ember-warm-buffer", -10, never=True)
     # pre-staging is the admin's grant (kube/placeholders.py): this cluster's admin allows it everywhere
     op = Operator(

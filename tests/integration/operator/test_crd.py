@@ -13,7 +13,7 @@ import yaml
 from ember.api.v1alpha1 import GROUP, PLURAL, VERSION, InferenceService, InferenceServiceSpec
 from ember_cluster import LocalCluster
 
-from tests.integration.conftest import Kube, eventually
+from tests.integration.conftest import Kube, eventually, install_crds
 from tests.invalid_specs import ACCEPTED, ACCEPTED_NAMES, BASE, CASES, NAME_CASES, merge
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -21,9 +21,7 @@ ROOT = Path(__file__).resolve().parents[3]
 
 @pytest.fixture(scope="module", autouse=True)
 def crds(cluster: LocalCluster) -> Iterator[None]:
-    k = Kube(cluster, "default")
-    k.kubectl("apply", "-f", str(ROOT / "crds"))
-    k.kubectl("wait", "--for=condition=established", "--timeout=30s", f"crd/{PLURAL}.{GROUP}")
+    install_crds(cluster)
     yield
 
 

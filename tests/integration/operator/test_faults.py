@@ -19,7 +19,7 @@ from ember_cluster import LocalCluster
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
-from tests.integration.conftest import Kube, eventually
+from tests.integration.conftest import Kube, eventually, install_crds
 from tests.integration.operator.harness import (
     Operator,
     condition,
@@ -36,10 +36,7 @@ SERVING = "serving.ember.dev/serving"
 
 @pytest.fixture(scope="module")
 def operator(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
-    k = Kube(cluster, "default")
-    k.kubectl("apply", "-f", str(ROOT / "crds"))
-    k.kubectl("wait", "--for=condition=established", "--timeout=30s", f"crd/{PLURAL}.{GROUP}")
-    k.ensure_priority_class("ember-serving", 1000)
+    install_crds(cluster)
     op = Operator(cluster, tmp_path_factory.mktemp("operator") / "operator.log").start()
     op.wait_healthy()
     yield op

@@ -10,11 +10,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from ember.api.v1alpha1 import GROUP, PLURAL
 from ember_cluster import LocalCluster
 from kubernetes import client
 
-from tests.integration.conftest import Kube, eventually
+from tests.integration.conftest import Kube, eventually, install_crds
 from tests.integration.operator.harness import (
     Operator,
     condition,
@@ -30,10 +29,7 @@ ROOT = Path(__file__).resolve().parents[3]
 
 @pytest.fixture(scope="module")
 def operator(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
-    k = Kube(cluster, "default")
-    k.kubectl("apply", "-f", str(ROOT / "crds"))
-    k.kubectl("wait", "--for=condition=established", "--timeout=30s", f"crd/{PLURAL}.{GROUP}")
-    k.ensure_priority_class("ember-serving", 1000)
+    k = install_crds(cluster)
     k.ensure_priority_class("ember-warm-buffer", -10)
     op = Operator(cluster, tmp_path_factory.mktemp("operator") / "operator.log").start()
     op.wait_healthy()

@@ -22,7 +22,7 @@ from ember_cluster import LocalCluster
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from tests.integration.conftest import Kube, eventually
+from tests.integration.conftest import Kube, eventually, install_crds
 from tests.integration.operator.harness import (
     Operator,
     isvc_manifest,
@@ -37,10 +37,7 @@ KILLS_PER_DIRECTION = 20
 
 @pytest.fixture(scope="module")
 def setup_crds(cluster: LocalCluster) -> None:
-    k = Kube(cluster, "default")
-    k.kubectl("apply", "-f", str(ROOT / "crds"))
-    k.kubectl("wait", "--for=condition=established", "--timeout=30s", f"crd/{PLURAL}.{GROUP}")
-    k.ensure_priority_class("ember-serving", 1000)
+    install_crds(cluster)
 
 
 @pytest.fixture

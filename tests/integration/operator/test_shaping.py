@@ -16,7 +16,7 @@ from ember.api.v1alpha1 import GROUP, PLURAL
 from ember_cluster import LocalCluster
 from ember_cluster.nodes import node_manifest
 
-from tests.integration.conftest import Kube, eventually
+from tests.integration.conftest import Kube, eventually, install_crds
 from tests.integration.operator.harness import Operator, condition, isvc_manifest, replica_pods
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -40,10 +40,7 @@ def _node(name: str, taint: bool) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def operator(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
-    k = Kube(cluster, "default")
-    k.kubectl("apply", "-f", str(ROOT / "crds"))
-    k.kubectl("wait", "--for=condition=established", "--timeout=60s", f"crd/{PLURAL}.{GROUP}")
-    k.ensure_priority_class("ember-serving", 1000)
+    k = install_crds(cluster)
     k.ensure_priority_class("ember-warm-buffer", -10)
     for name, taint in ((GFD_NODE, False), (TAINTED_NODE, True)):
         k.core.create_node(_node(name, taint))

@@ -28,7 +28,7 @@ from ember.kube.client import KubeAPI, api_client
 from ember.telemetry.metrics import Metrics
 from ember_cluster import LocalCluster
 
-from tests.integration.conftest import Kube, eventually
+from tests.integration.conftest import Kube, eventually, install_crds
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[3]
@@ -36,10 +36,7 @@ ROOT = Path(__file__).resolve().parents[3]
 
 @pytest.fixture(scope="module", autouse=True)
 def crds(cluster: LocalCluster) -> Iterator[None]:
-    k = Kube(cluster, "default")
-    k.kubectl("apply", "-f", str(ROOT / "crds"))
-    k.kubectl("wait", "--for=condition=established", "--timeout=30s", f"crd/{PLURAL}.{GROUP}")
-    k.ensure_priority_class("ember-serving", 1000)
+    install_crds(cluster)
     yield
 
 
