@@ -105,6 +105,11 @@ namespace (Role). Each rule is what a code path in operator/src/ember needs; not
 - apiGroups: [""]
   resources: ["configmaps"]
   verbs: ["get"]
+# The model cache's claim (modelCache.persistentVolumeClaim, kube/shaping.py): read by name before
+# creating hf:// replicas, to report a missing one as Degraded rather than leave pods Pending.
+- apiGroups: [""]
+  resources: ["persistentvolumeclaims"]
+  verbs: ["get"]
 # Routing (kube/routing.py): the Ember-owned EndpointSlice of each Service, written by server-side
 # apply (create + patch); the activator's own slices are listed to route Services at zero to it.
 - apiGroups: ["discovery.k8s.io"]

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ember.api import labels as L
-from ember.api.rules import QUALIFIED_NAME
+from ember.api.rules import DNS_SUBDOMAIN, QUALIFIED_NAME
 from ember.api.v1alpha1 import PodTemplate
 from ember.policy.tenancy import CheckpointAccess, StorageRoot
 
@@ -57,6 +57,12 @@ class Settings(BaseSettings):
     """Node directory under which replicas cache hf:// weights, one sub-directory per namespace, shared
     with the warm buffer's prestage (a second replica on a node does not download again). Only in
     namespaces with the checkpoint grant (a hostPath volume). Empty: every start downloads."""
+    model_cache_persistent_volume_claim: str = Field("", max_length=253, pattern=f"^({DNS_SUBDOMAIN})?$")
+    """Name of a PersistentVolumeClaim that, in each service's own namespace, is mounted read-write as
+    the Hugging Face cache of hf:// replicas (and of the warm buffer's prestage where it runs); a claim
+    is namespaced, so the cache is per namespace by construction. ReadWriteMany when replicas span
+    nodes. A missing claim: Degraded (PersistentVolumeClaimNotFound) and no replica. Exclusive with
+    model_cache_host_path."""
     placeholder_image: str = "registry.k8s.io/pause:3.10"
     """Image of warm-buffer placeholder pods: a pause container that only holds the GPUs."""
     metrics_lag_seconds: float = Field(5.0, ge=0)
@@ -109,6 +115,14 @@ class Settings(BaseSettings):
     gpu_type_label: str = Field(L.GPU_PRODUCT, max_length=317, pattern=f"^({QUALIFIED_NAME})$")
     """Node label resources.gpuType is matched against: nvidia.com/gpu.product, as NVIDIA's GPU
     feature discovery writes it; another key for clusters labelled otherwise."""
+
+    @model_validator(mode="after")
+    def _one_model_cache(self) -> Settings:
+        if self.model_cache_host_path and self.model_cache_persistent_volume_claim:
+            raise ValueError(
+                "model_cache_host_path and model_cache_persistent_volume_claim are exclusive: set one"
+            )
+        return self
 
     def checkpoint_access(self) -> CheckpointAccess:
         return CheckpointAccess(

@@ -172,7 +172,9 @@ def _parser() -> argparse.ArgumentParser:
         "--model", required=True, help="the InferenceService's model URI (hf://, pvc://, file://, path)"
     )
     p.add_argument("--revision", required=True, help="the model's revision (spec.model.revision)")
-    p.add_argument("--cache", type=Path, required=True, help="node-local cache directory (hostPath)")
+    p.add_argument(
+        "--cache", type=Path, required=True, help="cache directory (a hostPath, or the model cache claim)"
+    )
     p.add_argument("--checkpoints", type=Path, default=None, help="checkpoint directory (hostPath)")
     p.add_argument(
         "--model-digest",

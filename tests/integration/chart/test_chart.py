@@ -157,6 +157,11 @@ def test_deployment_is_hardened_and_leader_election_follows_replicas(kube: Kube,
         (("--set", "operator.logFormat=xml"), "/operator/logFormat': value must be one of 'json', 'text'"),
         (("--set-string", "replicaCount=two"), "/replicaCount': got string, want integer"),
         (("--set", "operator.prometheusUrl=prom:9090"), "/operator/prometheusUrl'"),
+        (
+            ("--set", "modelCache.hostPath=/var/lib/models", "--set", "modelCache.persistentVolumeClaim=hf"),
+            "at '/modelCache': 'not' failed",
+        ),
+        (("--set", "modelCache.persistentVolumeClaim=HF_cache"), "/modelCache/persistentVolumeClaim'"),
     ],
     ids=[
         "negative-replicas",
@@ -165,6 +170,8 @@ def test_deployment_is_hardened_and_leader_election_follows_replicas(kube: Kube,
         "bad-enum",
         "wrong-type",
         "url-without-scheme",
+        "two-model-caches",
+        "claim-not-a-name",
     ],
 )
 def test_bad_values_are_refused_by_the_schema_naming_the_key(

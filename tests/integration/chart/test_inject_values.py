@@ -18,6 +18,7 @@ def test_the_supervisor_image_defaults_to_the_operator_image() -> None:
     env = _env(docs)
     assert env["EMBER_SUPERVISOR_IMAGE"] == "registry.example/ember-operator:1.2.3"
     assert env["EMBER_MODEL_CACHE_HOST_PATH"] == ""
+    assert env["EMBER_MODEL_CACHE_PERSISTENT_VOLUME_CLAIM"] == ""
 
 
 def test_the_supervisor_image_and_the_model_cache_can_be_set() -> None:
@@ -26,3 +27,13 @@ def test_the_supervisor_image_and_the_model_cache_can_be_set() -> None:
     )
     assert env["EMBER_SUPERVISOR_IMAGE"] == "registry.example/inject:9"
     assert env["EMBER_MODEL_CACHE_HOST_PATH"] == "/var/lib/models"
+
+
+def test_the_model_cache_claim_reaches_the_operator_which_may_read_claims_by_name_only() -> None:
+    docs = render("modelCache.persistentVolumeClaim=hf-cache")
+    env = _env(docs)
+    assert env["EMBER_MODEL_CACHE_PERSISTENT_VOLUME_CLAIM"] == "hf-cache"
+    assert env["EMBER_MODEL_CACHE_HOST_PATH"] == ""
+    role = one(docs, "ClusterRole", "r-ember")
+    verbs = [r["verbs"] for r in role["rules"] if "persistentvolumeclaims" in r["resources"]]
+    assert verbs == [["get"]], "least privilege: get by name, no list/watch/write"

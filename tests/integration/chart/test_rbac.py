@@ -150,3 +150,38 @@ def test_a_watched_namespace_losing_its_role_first_still_lets_inference_services
     finally:
         op.stop()
         print("---- operator log (tail)\n" + op.log_tail(40))
+
+
+def test_the_model_cache_claim_is_checked_with_the_charts_rules(
+    cluster: LocalCluster, kube: Kube, installed: str, tmp_path: Path
+) -> None:
+    """modelCache.persistentVolumeClaim: the chart's `get` on persistentvolumeclaims is enough to name
+    a missing claim (without it the check would be skipped with a 403 and the pod left Pending)."""
+    op = chart_operator(
+        cluster,
+        kube,
+        installed,
+        tmp_path,
+        EMBER_LEADER_ELECTION="false",
+        EMBER_MODEL_CACHE_PERSISTENT_VOLUME_CLAIM="hf-cache",
+    )
+    try:
+        op.wait_healthy()
+        kube.kubectl("apply", "-f", "-", input=yaml.safe_dump(isvc_manifest("cached", replicas=1)))
+        eventually(
+            lambda: (
+                (condition(kube, "cached", "Degraded") or {}).get("reason") == "PersistentVolumeClaimNotFound"
+            ),
+            30,
+            what="Degraded PersistentVolumeClaimNotFound",
+        )
+        assert kube.pods("serving.ember.dev/inferenceservice=cached") == []
+        claim = {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "1Gi"}}}
+        kube.core.create_namespaced_persistent_volume_claim(
+            kube.ns, {"metadata": {"name": "hf-cache"}, "spec": claim}
+        )
+        eventually(lambda: kube.pods("serving.ember.dev/inferenceservice=cached"), 30, what="the replica")
+        assert forbidden_lines(op) == []
+    finally:
+        op.stop()
+        print("---- operator log (tail)\n" + op.log_tail(40))

@@ -270,3 +270,84 @@ def test_setting_a_cache_rolls_replicas_and_no_cache_keeps_todays_hash() -> None
     plain = builders.replica_pod("llm", "ns", "uid", spec(), 0)["metadata"]["labels"][key]
     cached = builders.replica_pod("llm", "ns", "uid", spec(), 0, admin=CACHED)["metadata"]["labels"][key]
     assert plain != cached
+
+
+# ------------------------------------------------------------------- the cache on a claim
+CLAIMED = shaping.AdminShaping(supervisor_image=SUP, model_cache_claim="hf-cache")
+
+
+def _cache_parts(pod: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
+    vols = [v for v in pod["spec"]["volumes"] if v["name"] == builders.MODEL_CACHE_VOLUME]
+    mounts = [m for m in engine(pod)["volumeMounts"] if m["name"] == builders.MODEL_CACHE_VOLUME]
+    return vols, mounts, {e["name"]: e.get("value") for e in engine(pod)["env"]}
+
+
+def test_a_cache_claim_is_mounted_read_write_with_the_hf_cache_env_in_every_namespace() -> None:
+    # no grant needed: a claim is allowed under the restricted profile, and namespaced by construction
+    for grant in (None, GRANT):
+        s = spec(checkpoint={"enabled": True}) if grant else spec()
+        pod = builders.replica_pod("llm", "team-a", "uid", s, 0, checkpoint=grant, admin=CLAIMED)
+        vols, mounts, env = _cache_parts(pod)
+        assert vols == [
+            {"name": builders.MODEL_CACHE_VOLUME, "persistentVolumeClaim": {"claimName": "hf-cache"}}
+        ]
+        assert mounts == [{"name": builders.MODEL_CACHE_VOLUME, "mountPath": builders.MODEL_CACHE_MOUNT}]
+        assert env["HF_HUB_CACHE"] == f"{builders.MODEL_CACHE_MOUNT}/hf"
+        assert all("hostPath" not in v for v in pod["spec"]["volumes"]) or grant is not None
+    pvc = spec(model={"uri": "pvc://models/llama"})
+    vols, mounts, env = _cache_parts(builders.replica_pod("llm", "team-a", "uid", pvc, 0, admin=CLAIMED))
+    assert vols == [] and mounts == [] and "HF_HUB_CACHE" not in env, "only hf:// downloads"
+
+
+def test_the_prestage_downloads_into_the_same_claim_and_the_claim_is_in_the_hash() -> None:
+    s = spec(checkpoint={"enabled": True}, warmBuffer={"enabled": True, "prestage": True})
+    ph = placeholders.placeholder_pod("llm", "team-a", "uid", s, 0, prestage_allowed=True, admin=CLAIMED)
+    pre = ph["spec"]["initContainers"][1]
+    assert pre["args"][pre["args"].index("--cache") + 1] == builders.MODEL_CACHE_MOUNT
+    cache = next(v for v in ph["spec"]["volumes"] if v["name"] == "ember-cache")
+    assert cache == {"name": "ember-cache", "persistentVolumeClaim": {"claimName": "hf-cache"}}
+    h = [placeholders.spec_hash(s, prestage_allowed=True, admin=a) for a in (ADMIN, CACHED, CLAIMED)]
+    assert len(set(h)) == 3, "a cache change replaces pre-staged placeholders"
+
+
+def test_hostpath_cache_unchanged_and_no_cache_without_either() -> None:
+    pod = builders.replica_pod(
+        "llm", "team-a", "uid", spec(checkpoint={"enabled": True}), 0, checkpoint=GRANT, admin=CACHED
+    )
+    vols, mounts, env = _cache_parts(pod)
+    assert vols == [
+        {
+            "name": builders.MODEL_CACHE_VOLUME,
+            "hostPath": {"path": "/var/lib/ember/models/team-a", "type": "DirectoryOrCreate"},
+        }
+    ]
+    assert len(mounts) == 1 and env["HF_HUB_CACHE"] == f"{builders.MODEL_CACHE_MOUNT}/hf"
+    for grant in (None, GRANT):
+        s = spec(checkpoint={"enabled": True}) if grant else spec()
+        vols, mounts, env = _cache_parts(
+            builders.replica_pod("llm", "team-a", "uid", s, 0, checkpoint=grant, admin=ADMIN)
+        )
+        assert vols == [] and mounts == [] and "HF_HUB_CACHE" not in env
+
+
+def test_the_claim_is_a_reference_checked_before_creates_and_its_absence_is_named() -> None:
+    refs = shaping.references(spec(), CLAIMED)
+    assert refs[-1] == shaping.Ref(
+        "PersistentVolumeClaim", "hf-cache", None, "the chart's modelCache.persistentVolumeClaim"
+    )
+    assert shaping.references(spec(model={"uri": "pvc://models/llama"}), CLAIMED) == []
+    m = shaping.missing(refs, lambda kind, name: None)
+    assert m is not None and m.reason == "PersistentVolumeClaimNotFound"
+    assert "'hf-cache'" in m.message and "modelCache.persistentVolumeClaim" in m.message
+    assert shaping.missing(refs, lambda kind, name: set()) is None
+
+
+def test_settings_refuse_both_caches_and_a_claim_that_is_no_name() -> None:
+    with pytest.raises(ValueError, match="exclusive"):
+        Settings(model_cache_host_path="/var/lib/m", model_cache_persistent_volume_claim="hf-cache")
+    with pytest.raises(ValueError):
+        Settings(model_cache_persistent_volume_claim="Not_A_Name")
+    assert (
+        Settings(model_cache_persistent_volume_claim="hf-cache").model_cache_persistent_volume_claim
+        == "hf-cache"
+    )

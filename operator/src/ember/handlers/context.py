@@ -43,6 +43,7 @@ class OperatorContext:
             self.settings.gpu_type_label,
             self.settings.supervisor_image,
             self.settings.model_cache_host_path,
+            self.settings.model_cache_persistent_volume_claim,
         )
 
     def wake_event(self, key: Key) -> asyncio.Event:

@@ -53,7 +53,7 @@ def in_flight(ctx: OperatorContext, ns: str, name: str, pod: Mapping[str, Any]) 
 async def _missing_reference(
     ctx: OperatorContext, ns: str, spec: InferenceServiceSpec, admin: shaping.AdminShaping
 ) -> shaping.Missing | None:
-    """The first Secret/ConfigMap (key) the replicas need that does not exist; None when all do or
+    """The first Secret/ConfigMap (key) or cache claim the replicas need that does not exist; None when all do or
     when they cannot be read now (the pod then reports it itself)."""
     refs = shaping.references(spec, admin)
     if not refs:

@@ -112,17 +112,23 @@ def served_name(name: str, spec: InferenceServiceSpec) -> str:
 
 
 MODEL_CREDENTIALS_MOUNT = "/var/run/ember/model-credentials"
-# The node-local model cache (admin's modelCache.hostPath): hf:// weights are downloaded once per node
-# and namespace, by the first replica or by the warm buffer's prestage, which mounts the same
-# directory at the same path and downloads into the same huggingface_hub layout (<cache>/hf).
+# The model cache (admin's modelCache.hostPath or modelCache.persistentVolumeClaim): hf:// weights are
+# downloaded once per node (hostPath; per claim for a claim) and namespace, by the first replica or by
+# the warm buffer's prestage, which mounts the same volume at the same path and downloads into the same
+# huggingface_hub layout (<cache>/hf).
 MODEL_CACHE_MOUNT = "/var/lib/ember/cache"
 MODEL_CACHE_VOLUME = "ember-model-cache"
 
 
 def model_cache_volume(admin: shaping.AdminShaping, namespace: str) -> dict[str, Any] | None:
-    """The cache's hostPath volume, placed per namespace (`<root>/<namespace>`): a tenant writes files
-    there that the engine loads, so a cache shared across namespaces would let one tenant plant weights
-    another serves (the checkpoint roots' rule, ARCHITECTURE.md: Tenancy). None without a root."""
+    """The cache's volume, placed per namespace: a tenant writes files there that the engine loads, so
+    a cache shared across namespaces would let one tenant plant weights another serves (the checkpoint
+    roots' rule, ARCHITECTURE.md: Tenancy). A hostPath root is placed at `<root>/<namespace>`; a claim
+    (`admin.model_cache_claim`) is the claim of that name in the pod's own namespace, per namespace by
+    construction (a pod can only mount a claim of its namespace), mounted read-write since the engine
+    downloads into it. None without either."""
+    if admin.model_cache_claim:
+        return {"name": MODEL_CACHE_VOLUME, "persistentVolumeClaim": {"claimName": admin.model_cache_claim}}
     if not admin.model_cache:
         return None
     path = f"{admin.model_cache.rstrip('/')}/{namespace}"
@@ -348,9 +354,14 @@ def replica_pod(
         own = {v.name for v in e.env}
         env += [{"name": k, "value": v} for k, v in checkpoint_engine_env().items() if k not in own]
     cache = model_cache_volume(admin, namespace)
-    if cache is not None and checkpoint is not None and spec.model.uri.startswith("hf://"):
-        # a node directory: only with the admin's grant, like checkpoints (the restricted and baseline
-        # Pod Security profiles refuse hostPath volumes)
+    hostpath_cache = cache is not None and "hostPath" in cache
+    if (
+        cache is not None
+        and spec.model.uri.startswith("hf://")
+        and (checkpoint is not None or not hostpath_cache)
+    ):
+        # a node directory only with the admin's grant, like checkpoints (the restricted and baseline
+        # Pod Security profiles refuse hostPath volumes); a claim, which they allow, everywhere
         volumes.append(cache)
         mounts.append({"name": MODEL_CACHE_VOLUME, "mountPath": MODEL_CACHE_MOUNT})
         env.append({"name": "HF_HUB_CACHE", "value": f"{MODEL_CACHE_MOUNT}/hf"})

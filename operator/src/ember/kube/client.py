@@ -151,8 +151,12 @@ class KubeAPI:
     @with_retries()
     def data_keys(self, kind: str, namespace: str, name: str) -> set[str] | None:
         """The keys of a Secret or ConfigMap (never its values: only names leave this method); None if
-        it does not exist. Pod shaping checks the references of a spec with it (kube/shaping.py)."""
+        it does not exist. Pod shaping checks the references of a spec with it (kube/shaping.py). A
+        PersistentVolumeClaim (the model cache's) has no keys: an empty set when it exists."""
         try:
+            if kind == "PersistentVolumeClaim":
+                self.core.read_namespaced_persistent_volume_claim(name, namespace)
+                return set()
             if kind == "Secret":
                 s = self.core.read_namespaced_secret(name, namespace)
                 return set(s.data or {})

@@ -86,6 +86,8 @@ def spec_hash(
     }
     if placement := shaping.placement_fingerprint(spec, admin):
         shaped["placement"] = placement
+    if prestage and (cache := builders.model_cache_volume(admin, "")) is not None:
+        shaped["cache"] = cache  # the volume the prestage downloads into (namespace-free: the hash's part)
     return hashlib.sha256(json.dumps(shaped, sort_keys=True).encode()).hexdigest()[:10]
 
 
@@ -104,11 +106,12 @@ def _prestage(
         "--cache",
         PRESTAGE_CACHE,
     ]
-    # with the admin's modelCache the replicas' own cache directory (same path, same layout), so the
-    # replica that lands here does not download again; else the node-wide prestage directory
+    # with the admin's modelCache the replicas' own cache (the same node directory or the same claim,
+    # same layout), so the replica that lands here does not download again; else the node-wide prestage
+    # directory
     cache = builders.model_cache_volume(admin, namespace)
     volumes: list[dict[str, Any]] = [
-        {"name": "ember-cache", "hostPath": cache["hostPath"]}
+        {**cache, "name": "ember-cache"}
         if cache is not None
         else {"name": "ember-cache", "hostPath": {"path": PRESTAGE_CACHE, "type": "DirectoryOrCreate"}}
     ]

@@ -76,10 +76,15 @@ class AdminShaping:
     # modelCache.hostPath: the node directory under which hf:// weights are cached per namespace
     # (kube/builders.model_cache_volume); "" for none
     model_cache: str = ""
+    # modelCache.persistentVolumeClaim: the claim, in each service's namespace, mounted as the hf://
+    # cache instead (exclusive with model_cache); "" for none
+    model_cache_claim: str = ""
 
     def fingerprint(self) -> dict[str, Any]:
         """What of it shapes pods, for the template hashes (a change rolls the pods)."""
         cache = {"model_cache": self.model_cache} if self.model_cache else {}
+        if self.model_cache_claim:
+            cache["model_cache_claim"] = self.model_cache_claim
         return {"defaults": self.defaults.to_k8s(), "label": self.gpu_type_label, **cache}
 
 
@@ -236,16 +241,18 @@ def apply_replica(pod: dict[str, Any], spec: InferenceServiceSpec, admin: AdminS
 # ------------------------------------------------------------------------ references to check
 @dataclass(frozen=True)
 class Ref:
-    """A Secret or ConfigMap (key) the replica pods read; the pods cannot start while it is missing."""
+    """A Secret or ConfigMap (key), or the cache's PersistentVolumeClaim, the replica pods read; the pods
+    cannot start while it is missing."""
 
-    kind: str  # Secret | ConfigMap
+    kind: str  # Secret | ConfigMap | PersistentVolumeClaim
     name: str
     key: str | None  # None: the whole object (envFrom, a volume without items)
     where: str  # the spec field, for the message
 
 
 def references(spec: InferenceServiceSpec, admin: AdminShaping = DEFAULT_ADMIN) -> list[Ref]:
-    """Every non-optional Secret/ConfigMap reference of the replica pods, in spec order."""
+    """Every non-optional Secret/ConfigMap reference of the replica pods, in spec order, then the
+    admin's model cache claim where the pods mount it."""
     out: list[Ref] = []
     for i, v in enumerate(spec.engine.env):
         src = v.value_from
@@ -264,6 +271,16 @@ def references(spec: InferenceServiceSpec, admin: AdminShaping = DEFAULT_ADMIN) 
     hf = spec.engine.hf_token_secret
     if hf is not None and not hf.optional:
         out.append(Ref("Secret", hf.name, hf.key, "spec.engine.hfTokenSecret"))
+    if admin.model_cache_claim and spec.model.uri.startswith("hf://"):
+        # the cache claim (kube/builders.model_cache_volume): a pod naming a missing one stays Pending
+        out.append(
+            Ref(
+                "PersistentVolumeClaim",
+                admin.model_cache_claim,
+                None,
+                "the chart's modelCache.persistentVolumeClaim",
+            )
+        )
     for where, layer in (
         ("replicaDefaults", admin.defaults.spec),
         ("spec.template.spec", spec.template.spec),
@@ -281,7 +298,9 @@ def references(spec: InferenceServiceSpec, admin: AdminShaping = DEFAULT_ADMIN) 
 
 @dataclass(frozen=True)
 class Missing:
-    reason: str  # SecretNotFound | SecretKeyNotFound | ConfigMapNotFound | ConfigMapKeyNotFound
+    # SecretNotFound | SecretKeyNotFound | ConfigMapNotFound | ConfigMapKeyNotFound |
+    # PersistentVolumeClaimNotFound
+    reason: str
     message: str
 
 
