@@ -24,12 +24,22 @@ ROOT = Path(__file__).resolve().parents[2]
 def install_crds(cluster: LocalCluster) -> Kube:
     """Ember's CRDs applied and established, and the serving PriorityClass replicas ask for: what every
     test that runs the operator needs first (idempotent: the cluster is shared by the session). The
-    wait allows 90 s: on 2 loaded cores establishing took over 30 s once."""
+    wait allows 90 s."""
     from ember.api.v1alpha1 import GROUP, PLURAL
 
     k = Kube(cluster, "default")
     k.kubectl("apply", "-f", str(ROOT / "crds"))
-    k.kubectl("wait", "--for=condition=established", "--timeout=90s", f"crd/{PLURAL}.{GROUP}")
+    # retried: on a CRD without any status yet kubectl wait fails at once (".status.conditions
+    # accessor error: <nil>") instead of waiting
+    deadline = time.monotonic() + 90
+    while True:
+        r = k.kubectl(
+            "wait", "--for=condition=established", "--timeout=10s", f"crd/{PLURAL}.{GROUP}", check=False
+        )
+        if r.returncode == 0:
+            break
+        assert time.monotonic() < deadline, f"CRD not established after 90 s: {r.stderr}"
+        time.sleep(0.5)
     k.ensure_priority_class("ember-serving", 1000)
     return k
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -85,6 +86,20 @@ class Stack:
             raise ComponentFailed(f"kubectl {' '.join(args[:2])}", self.log("demo"), r.stderr.strip())
         return r.stdout
 
+    def _wait_established(self, crd: str, timeout_s: float) -> None:
+        """`kubectl wait --for=condition=established`, retried: on a CRD the API server has not yet
+        given any status, kubectl wait fails at once (".status.conditions accessor error: <nil>")
+        instead of waiting, which ended the demo on a fresh cluster now and then."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                self.kubectl("wait", "--for=condition=established", "--timeout=10s", crd)
+                return
+            except ComponentFailed:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+
     def helm(self, *args: str) -> str:
         assert self.cluster is not None
         r = subprocess.run(
@@ -116,6 +131,11 @@ class Stack:
                 self.log("demo"),
                 f"port {self.prometheus_port} is taken (use --prometheus-port)",
             )
+        # every run starts from an empty cluster and an empty Prometheus: the last run's etcd held its
+        # namespace and Helm release (a second `make demo` failed on "namespaces demo already exists")
+        # and its TSDB would mix the last run's series into this one's decisions
+        for state in ("cluster", "prometheus"):
+            shutil.rmtree(self.workdir / state, ignore_errors=True)
         (self.workdir / "logs").mkdir(parents=True, exist_ok=True)
         say("control plane: kube-apiserver, etcd, scheduler, controller-manager, kwok (4 nodes x 8 H100)")
         self.cluster = LocalCluster(self.workdir / "cluster", pools=(GPUNodePool(),), pod_ready_delay_ms=1000)
@@ -124,9 +144,7 @@ class Stack:
             "kubectl apply -f crds/ ; helm install ember charts/ember (operator runs here, in the foreground)"
         )
         self.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
-        self.kubectl(
-            "wait", "--for=condition=established", "--timeout=60s", "crd/inferenceservices.serving.ember.dev"
-        )
+        self._wait_established("crd/inferenceservices.serving.ember.dev", 60)
         self.kubectl("create", "namespace", NAMESPACE)
         self.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(activator_objects(NAMESPACE)))
         self.helm(
