@@ -68,8 +68,17 @@ def d(n: int, **kw: Any) -> Desired:
         pytest.param(d(1, max_sleeping=1), [pod(0), asleep(1, h="old")], [("Delete", "s-1")], id="outdated"),
         pytest.param(d(1, max_sleeping=0), [pod(0), asleep(1)], [("Delete", "s-1")], id="bound-lowered"),
         pytest.param(
+            d(1, max_sleeping=2, yield_gpu=True, yields=(("s-1", "other", "o-0"),)),
+            [pod(0), asleep(1, NOW - 100), asleep(2, NOW - 10)],
+            [("Yield", "s-1")], id="yields-the-sleepers-it-is-told",
+        ),
+        pytest.param(
             d(1, max_sleeping=2, yield_gpu=True), [pod(0), asleep(1, NOW - 100), asleep(2, NOW - 10)],
-            [("Delete", "s-1")], id="yields-one-gpu-per-pass-longest-asleep",
+            [], id="gpus-wanted-but-no-yield-chosen-here",
+        ),
+        pytest.param(
+            d(1, max_sleeping=1, yields=(("s-1", "other", "o-0"),)), [pod(0), asleep(1, h="old")],
+            [("Yield", "s-1")], id="an-outdated-sleeper-chosen-yields-so-the-mark-is-written",
         ),
         pytest.param(
             d(1, max_sleeping=1, yield_gpu=True), [pod(0), idle_drained(1)], [("Delete", "s-1")],
@@ -226,18 +235,16 @@ def test_delete_is_in_the_same_vocabulary() -> None:
     assert out[0].reason == "ReplicaDeleted" and api.deleted == ["s-1"]
 
 
-def test_gpu_wanted_sees_a_pending_replica_of_any_service_but_not_a_sleeper() -> None:
-    from ember.handlers.registry import gpu_wanted
+def test_waits_for_gpu_sees_a_pending_replica_but_not_a_sleeper_or_another_shortage() -> None:
+    from ember.kube.views import waits_for_gpu
 
     def p(labels: dict[str, str], reason: str, msg: str) -> dict[str, Any]:
         cond = {"type": "PodScheduled", "status": "False", "reason": reason, "message": msg}
         return {"metadata": {"labels": labels}, "status": {"conditions": [cond]}}
 
-    starved = p({}, "Unschedulable", "0/5 nodes are available: 5 Insufficient nvidia.com/gpu.")
-    assert gpu_wanted([starved])
-    assert not gpu_wanted([p({}, "Unschedulable", "0/5 nodes are available: 5 Insufficient cpu.")])
-    assert not gpu_wanted([p({L.STATE: L.SLEEPING}, "Unschedulable", "Insufficient nvidia.com/gpu")])
-    assert not gpu_wanted([])
+    assert waits_for_gpu(p({}, "Unschedulable", "0/5 nodes are available: 5 Insufficient nvidia.com/gpu."))
+    assert not waits_for_gpu(p({}, "Unschedulable", "0/5 nodes are available: 5 Insufficient cpu."))
+    assert not waits_for_gpu(p({L.STATE: L.SLEEPING}, "Unschedulable", "Insufficient nvidia.com/gpu"))
 
 
 def test_wake_fallback_is_set_by_a_failed_wake_and_cleared_only_by_a_successful_one() -> None:

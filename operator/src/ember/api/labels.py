@@ -12,6 +12,9 @@ STATE = f"{PREFIX}/state"  # "sleeping" while parked (absent otherwise); an oper
 SLEEPING = "sleeping"
 SLEEP_STARTED = f"{PREFIX}/sleep-started"  # annotation: RFC 3339 time the pod was parked
 DRAIN_STARTED = f"{PREFIX}/drain-started"  # annotation: RFC 3339 time the drain began
+# annotations on a serving pod that waits for GPUs: a sleeper was deleted for it (policy/gpuyield.py)
+GPU_YIELDED_AT = f"{PREFIX}/gpu-yielded-at"  # RFC 3339
+GPU_YIELDED_BY = f"{PREFIX}/gpu-yielded-by"  # the sleeper, "namespace/name"
 START_PATH = f"{PREFIX}/start-path"  # annotation: cold | restore
 # routing (kube/routing.py): the Ember-owned EndpointSlice of a Service says where it routes
 ROUTE = f"{PREFIX}/route"  # label on the EndpointSlice: replicas | activator | none

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import kopf
@@ -21,23 +23,25 @@ from ember.handlers.context import OperatorContext
 from ember.handlers.steps import run_pass
 from ember.kube import views
 from ember.kube.client import credentials
+from ember.policy import gpuyield
 
 log = logging.getLogger("ember.handlers")
 MANAGED = {L.MANAGED_BY: L.MANAGED_BY_VALUE}
 _POD_KEEP = ("name", "namespace", "uid", "labels", "annotations", "creationTimestamp", "deletionTimestamp")
 
 
-def gpu_wanted(pods: Any) -> bool:
-    """Some replica pod (of any service, not asleep) waits for GPUs: the scheduler found none."""
-    for p in pods:
-        meta, st = p.get("metadata") or {}, p.get("status") or {}
-        if (meta.get("labels") or {}).get(L.STATE) == L.SLEEPING or meta.get("deletionTimestamp"):
-            continue
-        for c in st.get("conditions") or []:
-            unschedulable = c.get("type") == "PodScheduled" and c.get("reason") == "Unschedulable"
-            if unschedulable and L.GPU_RESOURCE in (c.get("message") or ""):
-                return True
-    return False
+def gpu_yields(
+    key: tuple[str, str], pods: Iterable[Mapping[str, Any]], now: float
+) -> tuple[bool, tuple[tuple[str, str, str], ...], set[tuple[str, str]]]:
+    """From every replica pod of every service: (some serving replica waits for GPUs, this service's
+    sleepers that yield to one as (sleeper, waiting namespace, waiting pod), the other services whose
+    sleepers yield: their loops are woken, so the yield happens within this decision interval)."""
+    waiting, sleepers, present = views.gpu_yield_inputs(pods)
+    choice = gpuyield.choose(waiting, sleepers, present, now)
+    mine = tuple(
+        sorted((s.name, w.namespace, w.name) for s, w in choice.items() if (s.namespace, s.service) == key)
+    )
+    return bool(waiting), mine, {(s.namespace, s.service) for s in choice} - {key}
 
 
 def _compact(body: Any) -> dict[str, Any]:
@@ -122,6 +126,11 @@ def register(reg: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
                 wake.clear()
                 with ctx.metrics.reconcile_seconds.time():
                     try:
+                        wanted, yields, others = gpu_yields(
+                            key, [p for k in list(ember_pods) for p in ember_pods.get(k, [])], time.time()
+                        )
+                        for other in others:
+                            ctx.wake(other)
                         async with ctx.lock(key):
                             # each step on its own: one that raises is reported, the others still run
                             failed = await run_pass(
@@ -129,9 +138,8 @@ def register(reg: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
                                 body,
                                 list(ember_pods.get(key, [])),
                                 list(ember_placeholders.get(key, [])),
-                                gpu_wanted=gpu_wanted(
-                                    p for k in list(ember_pods) for p in ember_pods.get(k, [])
-                                ),
+                                gpu_wanted=wanted,
+                                gpu_yields=yields,
                             )
                         ctx.metrics.reconciles.labels("error" if failed else "ok").inc()
                     except Exception:

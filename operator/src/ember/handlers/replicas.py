@@ -163,9 +163,12 @@ async def reconcile(
     emit: Emit = kopf_emit,
     fresh: InferenceServiceStatus | None = None,
     gpu_wanted: bool = False,
+    gpu_yields: tuple[tuple[str, str, str], ...] = (),
 ) -> None:
     """`fresh`: the status the autoscaler just wrote in this pass (the body may not show it yet).
-    `gpu_wanted`: a serving replica somewhere waits for GPUs: a sleeping replica yields its own."""
+    `gpu_wanted`: a serving replica somewhere waits for GPUs (no drained pod is parked);
+    `gpu_yields`: (sleeper, waiting namespace, waiting pod): the sleepers of this service that give
+    their GPU to a waiting pod (policy/gpuyield.py, chosen for all services at once)."""
     meta = body["metadata"]
     ns, name, uid, gen = meta["namespace"], meta["name"], meta["uid"], meta.get("generation")
     now = datetime.now(UTC).replace(microsecond=0)
@@ -194,6 +197,7 @@ async def reconcile(
             max_sleeping=sl.max_sleeping,
             delete_after_s=None if sl.delete_after_seconds is None else float(sl.delete_after_seconds),
             yield_gpu=gpu_wanted,
+            yields=gpu_yields,
         ),
         views,
         time.time(),

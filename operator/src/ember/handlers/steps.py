@@ -124,12 +124,17 @@ async def run_pass(
     placeholders: list[Mapping[str, Any]],
     emit: Emit = kopf_emit,
     gpu_wanted: bool = False,
+    gpu_yields: tuple[tuple[str, str, str], ...] = (),
 ) -> dict[str, str]:
-    """`gpu_wanted`: a serving replica of some service is Pending for lack of GPUs (sleepers yield)."""
-    """autoscale -> replicas -> routing -> warm buffer -> checkpoint; returns the steps that failed."""
+    """autoscale -> replicas -> routing -> warm buffer -> checkpoint; returns the steps that failed.
+    `gpu_wanted`: a serving replica of some service is Pending for lack of GPUs (no park);
+    `gpu_yields`: this service's sleepers that give their GPU to one (handlers/registry.gpu_yields)."""
     p = Pass(ctx, body, emit)
     fresh = await p.step("autoscale", autoscale_step(ctx, body, replicas, emit))
-    await p.step("replicas", reconcile(ctx, body, replicas, emit, fresh=fresh, gpu_wanted=gpu_wanted))
+    await p.step(
+        "replicas",
+        reconcile(ctx, body, replicas, emit, fresh=fresh, gpu_wanted=gpu_wanted, gpu_yields=gpu_yields),
+    )
     await p.step("routing", route(ctx, body, replicas, emit))
     await p.step("buffer", reconcile_buffer(ctx, body, placeholders, emit))
     running = ctx.checkpoint_tasks.get(p.key)

@@ -17,7 +17,7 @@ from ember.api import labels as L
 from ember.api.v1alpha1 import InferenceServiceSpec
 from ember.kube import builders, shaping
 from ember.kube.client import KubeAPI
-from ember.policy.rollout import Action, Create, Delete, Drain, Park, Plan, Reclaim, Wake
+from ember.policy.rollout import Action, Create, Delete, Drain, Park, Plan, Reclaim, Wake, Yield
 from ember.policy.tenancy import CheckpointGrant
 from ember.replica.client import Replicas, SupervisorError
 
@@ -67,6 +67,18 @@ def _apply(api: KubeAPI, t: Target, a: Action, now: datetime) -> Outcome | None:
             t.namespace, a.name, {L.SERVING: "false"}, {L.DRAIN_STARTED: now.isoformat()}
         ):
             return Outcome("Normal", "ReplicaDraining", f"{a.name} left the Service ({a.reason})", a)
+    elif isinstance(a, Yield):
+        # the mark first: once the sleeper is deleted, no other pass yields a second one for this pod
+        if not api.patch_pod_metadata(
+            a.waiting_namespace,
+            a.waiting,
+            {},
+            {L.GPU_YIELDED_AT: now.isoformat(), L.GPU_YIELDED_BY: f"{t.namespace}/{a.name}"},
+        ):
+            return None  # the waiting pod is gone: nothing to yield to
+        if api.delete_pod(t.namespace, a.name):
+            msg = f"deleted sleeping {a.name}: its GPU goes to {a.waiting_namespace}/{a.waiting}, which waits for one"
+            return Outcome("Normal", "YieldedGPU", msg, a)
     elif isinstance(a, Park):
         return _park(api, t, a, now)
     elif isinstance(a, Wake):

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
 from ember.api import labels as L
+from ember.policy.gpuyield import Sleeper, Waiting
 from ember.policy.rollout import PodView
 
 
@@ -84,3 +85,43 @@ def pod_view(pod: Mapping[str, Any], in_flight: float | None = None) -> PodView 
         sleep_started=_ts(ann.get(L.SLEEP_STARTED)),
         failing=failure(status),
     )
+
+
+def waits_for_gpu(pod: Mapping[str, Any]) -> bool:
+    """A replica pod (not asleep, not terminating) the scheduler could not place for lack of GPUs."""
+    meta, st = pod.get("metadata") or {}, pod.get("status") or {}
+    if (meta.get("labels") or {}).get(L.STATE) == L.SLEEPING or meta.get("deletionTimestamp"):
+        return False
+    return any(
+        c.get("type") == "PodScheduled"
+        and c.get("reason") == "Unschedulable"
+        and L.GPU_RESOURCE in (c.get("message") or "")
+        for c in st.get("conditions") or []
+    )
+
+
+def gpu_yield_inputs(
+    pods: Iterable[Mapping[str, Any]],
+) -> tuple[list[Waiting], list[Sleeper], frozenset[str]]:
+    """policy/gpuyield.choose's inputs from every replica pod the operator watches."""
+    waiting: list[Waiting] = []
+    sleepers: list[Sleeper] = []
+    present: set[str] = set()
+    for pod in pods:
+        meta = pod.get("metadata") or {}
+        ns, name = meta.get("namespace") or "", meta.get("name") or ""
+        labels, ann = meta.get("labels") or {}, meta.get("annotations") or {}
+        present.add(f"{ns}/{name}")
+        if waits_for_gpu(pod):
+            waiting.append(
+                Waiting(
+                    ns,
+                    name,
+                    _ts(meta.get("creationTimestamp")) or 0.0,
+                    _ts(ann.get(L.GPU_YIELDED_AT)),
+                    ann.get(L.GPU_YIELDED_BY),
+                )
+            )
+        elif labels.get(L.STATE) == L.SLEEPING and not meta.get("deletionTimestamp"):
+            sleepers.append(Sleeper(ns, name, labels.get(L.ISVC, ""), _ts(ann.get(L.SLEEP_STARTED))))
+    return waiting, sleepers, frozenset(present)

@@ -26,8 +26,9 @@ Service, holds its GPU and counts neither as a replica nor against the surge.
 8. Scale-up wakes sleeping pods of the current template (Wake, the most recently parked first)
    before it creates any: a wake is the fastest start (policy/startpath.py).
 9. Sleeping pods are deleted when of an old template, asleep for longer than `delete_after_s`, over
-   the bound (oldest first), or, one per pass, when `yield_gpu` says a serving replica somewhere
-   waits for a GPU (a sleeper never starves another service).
+   the bound (oldest first), or yield their GPU (Yield) when `yields` names them: the operator-wide
+   choice of policy/gpuyield.py, one sleeper per serving replica that waits for a GPU (a sleeper
+   never starves another service). While any waits (`yield_gpu`), no drained pod is parked.
 
 Pod names are `<service>-<index>` with the smallest free index. Deterministic names make creation
 idempotent under a stale cache or an operator restart: a second create of the same pod gets 409, so
@@ -72,6 +73,8 @@ class Desired:
     max_sleeping: int = 0  # 0: never park, delete as before
     delete_after_s: float | None = None  # a pod asleep longer than this is deleted; None: never
     yield_gpu: bool = False  # a serving replica (any service) is Pending for lack of GPUs
+    # (sleeper, waiting pod's namespace, waiting pod): policy/gpuyield.choose's pairs of this service
+    yields: tuple[tuple[str, str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -115,7 +118,18 @@ class Wake:
     reason: str
 
 
-Action = Create | Drain | Delete | Reclaim | Park | Wake
+@dataclass(frozen=True)
+class Yield:
+    """Delete a sleeping pod so that its GPU goes to a serving pod (of any service) that waits for one;
+    the waiting pod is marked first (policy/gpuyield.py: it is served, no second sleeper yields)."""
+
+    name: str
+    waiting_namespace: str
+    waiting: str
+    reason: str = "YieldGPU"
+
+
+Action = Create | Drain | Delete | Reclaim | Park | Wake | Yield
 
 
 @dataclass(frozen=True)
@@ -175,8 +189,11 @@ def _sleepers(sleeping: list[PodView], d: Desired, now: float) -> tuple[list[Act
     """(deletes, the sleeping pods kept, the one to wake first first)."""
     out: list[Action] = []
     kept: list[PodView] = []
+    yields = {s: (ns, w) for s, ns, w in d.yields}
     for p in sorted(sleeping, key=lambda p: -(p.sleep_started or 0.0)):
-        if p.template_hash != d.template_hash:
+        if p.name in yields:  # first: it is deleted in any case, and the waiting pod is marked
+            out.append(Yield(p.name, *yields[p.name]))
+        elif p.template_hash != d.template_hash:
             out.append(Delete(p.name, "OutdatedSleeping"))
         elif (
             d.delete_after_s is not None
@@ -188,9 +205,6 @@ def _sleepers(sleeping: list[PodView], d: Desired, now: float) -> tuple[list[Act
             out.append(Delete(p.name, "SleepBound"))
         else:
             kept.append(p)
-    if d.yield_gpu and kept:
-        out.append(Delete(kept[-1].name, "YieldGPU"))  # the longest asleep
-        kept = kept[:-1]
     return out, kept
 
 
