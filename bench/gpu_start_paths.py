@@ -1236,6 +1236,46 @@ def _inject_start(
     return sup, who
 
 
+# EMBER_BENCH_INJECT_PROBES=bench,tree: before pod 2, restore pod 1's image with the library from the
+# bench process, with the bench's CRIU (bench) and with the tree's (tree); empty: none
+INJECT_PROBES = [
+    (x, x) for x in os.environ.get("EMBER_BENCH_INJECT_PROBES", "").split(",") if x in ("bench", "tree")
+]
+
+
+def _inject_probe(label: str, ckpt_dir: Path, cid: str, tree: Path, criu_env: str) -> dict:
+    storage = LocalDirStorage(ckpt_dir)
+    m = storage.read_manifest(cid)
+    env = dict(os.environ)
+    if criu_env == "tree":
+        env["EMBER_CRIU"] = str(tree / "criu")
+    r: dict = {"criu": env.get("EMBER_CRIU"), "gpu_pids": m.gpu_pids}
+    r["criu_plugins"] = sh(f"find {tree}/criu {WORK}/criu -name '*plugin*' 2>/dev/null | head").splitlines()
+    t0 = time.monotonic()
+    try:
+        rr = lifecycle.restore(
+            cid,
+            storage,
+            m.identity,
+            criu_finder=lambda: Criu.find(env),
+            gpu=cuda.load(),
+            require_verified=False,
+            verify_checksum=True,
+        )
+        remember(rr.pid)
+        ttft, _ = first_token(t0, 240, pid=rr.pid)
+        r.update(ok=True, ttft_s=round(ttft, 3), phases_s={k: round(v, 3) for k, v in rr.phases_s.items()})
+        r["canary"] = greedy()
+        kill_all(rr.pid)
+    except Exception as e:  # noqa: BLE001
+        r.update(ok=False, error=repr(e)[:2000])
+    procs.reap(None)
+    wait_port_free()
+    wait_gpu_free()
+    log(f"inject probe {label}: {r}")
+    return r
+
+
 def phase_inject(out: Path) -> dict:
     """Issue 17 on the GPU: the supervisor tree laid out by ember_supervisor.inject (as the init
     container copies it), run as the engine container's command on the image's python3 and packages:
@@ -1328,6 +1368,13 @@ def phase_inject(out: Path) -> dict:
         res["gpu_mib_after_stop"] = gpu_used_mib()
         wait_gpu_free()
         res["gpu_mib_before_pod2"] = gpu_used_mib()
+        # which part refuses the restore (issue 17): the supervisor-made image restored by the library
+        # from this process, with this process's CRIU and then with the tree's, before pod 2 tries
+        for label, criu_env in INJECT_PROBES:
+            res.setdefault("probes", {})[label] = _inject_probe(
+                label, ckpt_dir, res["checkpoint"]["checkpoint_id"], tree, criu_env
+            )
+            save(out, "inject", res)
         # pod 2: the init container lays the tree out again at the same path; the state dir starts empty
         sh(f"rm -rf {state_dir} {tree}")
         state_dir.mkdir(parents=True)

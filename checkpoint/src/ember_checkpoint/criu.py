@@ -204,8 +204,11 @@ def restore_argv(
     *,
     shell_job: bool,
     network_lock: NetworkLock = "iptables",
+    leave_stopped: bool = False,
 ) -> list[str]:
     argv = [*criu, "restore", "-D", str(images), "-o", str(log_file), "-v4", "-d", "--pidfile", str(pidfile)]
+    if leave_stopped:  # every task stopped: the caller gives GPU state back first (resume_tree)
+        argv.append("--leave-stopped")
     # --tcp-close: connections are restored closed. A replica's clients (kubelet probes, Prometheus'
     # keep-alive scrapes, the Service's callers) connect to the pod's address, which a canary's scratch
     # namespace and any other pod lack: restoring them open fails ("Can't bind inet socket back", seen in
@@ -250,6 +253,23 @@ def process_tree(pid: int, proc: Path = Path("/proc")) -> set[int]:
             except OSError:
                 continue  # the thread exited while we looked
     return seen
+
+
+def tree_depths(pid: int, proc: Path = Path("/proc")) -> dict[int, int]:
+    """Every process of the tree under `pid` with its depth (the root 0)."""
+    depth, todo = {pid: 0}, [pid]
+    while todo:
+        p = todo.pop()
+        for children in (proc / str(p) / "task").glob("*/children"):
+            try:
+                kids = [int(c) for c in children.read_text().split()]
+            except OSError:
+                continue
+            for c in kids:
+                if c not in depth:
+                    depth[c] = depth[p] + 1
+                    todo.append(c)
+    return depth
 
 
 def log_tail(log_file: Path, lines: int = 25) -> str:
@@ -341,14 +361,28 @@ class Criu:
         return time.monotonic() - t0
 
     def restore(
-        self, images: Path, log_file: Path, pidfile: Path, *, shell_job: bool, timeout_s: float
+        self,
+        images: Path,
+        log_file: Path,
+        pidfile: Path,
+        *,
+        shell_job: bool,
+        timeout_s: float,
+        leave_stopped: bool = False,
     ) -> int:
-        """Restore detached; returns the restored root's pid (as CRIU wrote it to pidfile)."""
+        """Restore detached; returns the restored root's pid (as CRIU wrote it to pidfile).
+        `leave_stopped`: every restored task is left stopped (SIGCONT continues it)."""
         images, log_file, pidfile = images.resolve(), log_file.resolve(), pidfile.resolve()
         log_file.parent.mkdir(parents=True, exist_ok=True)
         pidfile.unlink(missing_ok=True)
         argv = restore_argv(
-            self.argv, images, log_file, pidfile, shell_job=shell_job, network_lock=self.network_lock
+            self.argv,
+            images,
+            log_file,
+            pidfile,
+            shell_job=shell_job,
+            network_lock=self.network_lock,
+            leave_stopped=leave_stopped,
         )
         done = self.runner(argv, timeout_s)
         if done.returncode != 0:

@@ -41,6 +41,7 @@ from ember_checkpoint.criu import (
 from ember_checkpoint.errors import DumpFailed, Reason, RestoreRefused
 from ember_checkpoint.gc import plan_gc
 from ember_checkpoint.manifest import Canary, HttpStep, Identity, Manifest, Sizes, Timings
+from ember_checkpoint.resume import resume_tree
 from ember_checkpoint.storage import CheckpointNotFound, Storage, write_manifest_file
 
 log = logging.getLogger("ember.checkpoint")
@@ -275,6 +276,7 @@ def restore(
             logs / f"restore-{stamp}.pid",
             shell_job=manifest.criu_shell_job,
             timeout_s=health_timeout_s,
+            leave_stopped=True,  # continued by resume_tree, GPU state first
         )
     except CriuFailed as e:
         raise RestoreRefused(Reason.CRIU_RESTORE_FAILED, e.log_tail[-1500:]) from e
@@ -291,15 +293,11 @@ def _after_criu_restore(
     health_timeout_s: float,
     phases: dict[str, float],
 ) -> None:
-    at: int | None = None  # the pid whose GPU state is being given back, for the failure's detail
+    at: list[int] = []  # the pid whose GPU state is being given back, for the failure's detail
     try:
+        t1 = time.monotonic()
+        resume_tree(pid, gpu, manifest.gpu_pids, at)
         if gpu is not None and manifest.gpu_pids:
-            t1 = time.monotonic()
-            # CRIU restores the original pids, so the pids recorded at dump time name the same processes.
-            for p in manifest.gpu_pids:
-                at = p
-                gpu.resume(p)
-            at = None
             phases["cuda_restore"] = time.monotonic() - t1
         if manifest.after_restore and manifest.engine_port is not None:
             base = f"http://127.0.0.1:{manifest.engine_port}"
@@ -308,7 +306,7 @@ def _after_criu_restore(
             url = f"http://127.0.0.1:{manifest.engine_port}{manifest.health_path}"
             phases["health"] = engine_http.wait_healthy(url, health_timeout_s)
     except cuda.CudaError as e:
-        detail = str(e) if at is None or gpu is None else f"{e}; {_driver_view(gpu, at, manifest.gpu_pids)}"
+        detail = str(e) if not at or gpu is None else f"{e}; {_driver_view(gpu, at[-1], manifest.gpu_pids)}"
         kill_tree(pid)
         raise RestoreRefused(Reason.CUDA_RESTORE_FAILED, detail) from e
     except (TimeoutError, httpx.HTTPStatusError) as e:

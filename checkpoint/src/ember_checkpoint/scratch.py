@@ -25,6 +25,7 @@ from pydantic import BaseModel
 from ember_checkpoint import cuda, engine_http, shm
 from ember_checkpoint.criu import Criu, CriuFailed, NetworkLock
 from ember_checkpoint.manifest import Canary
+from ember_checkpoint.resume import resume_tree
 
 _SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
 
@@ -77,21 +78,18 @@ def run(req: ScratchRequest) -> ScratchResult:
     logs = Path(req.log_dir)
     t0 = time.monotonic()
     try:
-        criu.restore(
+        gpu = cuda.load() if req.gpu_pids else None
+        if req.gpu_pids and gpu is None:
+            return ScratchResult(ok=False, error="the image holds GPU state and there is no CUDA driver here")
+        root = criu.restore(
             Path(req.images),
             logs / "canary-restore.log",
             logs / "canary.pid",
             shell_job=req.shell_job,
             timeout_s=req.timeout_s,
+            leave_stopped=True,
         )
-        if req.gpu_pids:
-            gpu = cuda.load()
-            if gpu is None:
-                return ScratchResult(
-                    ok=False, error="the image holds GPU state and there is no CUDA driver here"
-                )
-            for p in req.gpu_pids:
-                gpu.resume(p)
+        resume_tree(root, gpu, req.gpu_pids)  # GPU state first, as a restore does
     except (CriuFailed, cuda.CudaError) as e:
         return ScratchResult(ok=False, error=str(e)[-2000:])
     restore_s = time.monotonic() - t0
