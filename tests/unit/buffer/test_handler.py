@@ -180,3 +180,54 @@ def test_adaptive_sizes_from_the_autoscaler_inputs_and_falls_back_without_them()
     wb = api.status["warmBuffer"]
     assert wb["reason"] == "Adaptive" and wb["desired"] > 1 and len(wb["samples"]) == 6
     assert len(api.pods) == wb["desired"]
+
+
+class ClaimAPI(FakeAPI):
+    def __init__(self, claims: set[str]) -> None:
+        super().__init__()
+        self.claims, self.claim_reads = claims, 0
+
+    def data_keys(self, kind: str, ns: str, name: str) -> set[str] | None:
+        assert kind == "PersistentVolumeClaim" and ns == "ns"
+        self.claim_reads += 1
+        return set() if name in self.claims else None
+
+
+def test_a_missing_model_cache_claim_creates_no_prestaging_placeholder_and_says_why() -> None:
+    """Issue 17 item 4: pre-staging placeholders mount the chart's modelCache.persistentVolumeClaim;
+    one naming a missing claim would stay Pending, holding nothing. None is created, the buffer is
+    WarmBufferMisconfigured PersistentVolumeClaimNotFound with one Event; once the claim exists they are."""
+    api = ClaimAPI(set())
+    loop = Loop(isvc(prestage=True), api)
+    loop.ctx = OperatorContext(
+        settings=Settings(model_cache_persistent_volume_claim="hf-cache", checkpoint_namespaces=["ns"]),
+        api=api,  # type: ignore[arg-type]
+        metrics=Metrics.create(),
+    )
+    loop.run()
+    loop.run(1005.0)
+    assert api.pods == {} and api.claim_reads == 2
+    c = loop.cond("WarmBufferMisconfigured")
+    assert (c["status"], c["reason"]) == ("True", "PersistentVolumeClaimNotFound") and "hf-cache" in c[
+        "message"
+    ]
+    assert loop.cond("WarmBufferReady")["reason"] == "PersistentVolumeClaimNotFound"
+    assert loop.events.count("WarmBufferMisconfigured") == 1  # on the change, not every pass
+    api.claims.add("hf-cache")
+    loop.run(1010.0)
+    assert sorted(api.pods) == ["llm-buffer-0", "llm-buffer-1"]
+    vols = api.pods["llm-buffer-0"]["spec"]["volumes"]
+    assert {"name": "ember-cache", "persistentVolumeClaim": {"claimName": "hf-cache"}} in vols
+    assert loop.cond("WarmBufferMisconfigured")["status"] == "False"
+
+
+def test_without_prestage_the_claim_is_not_read() -> None:
+    api = ClaimAPI(set())
+    loop = Loop(isvc(prestage=False), api)
+    loop.ctx = OperatorContext(
+        settings=Settings(model_cache_persistent_volume_claim="hf-cache", checkpoint_namespaces=["ns"]),
+        api=api,  # type: ignore[arg-type]
+        metrics=Metrics.create(),
+    )
+    loop.run()
+    assert api.claim_reads == 0 and len(api.pods) == 2

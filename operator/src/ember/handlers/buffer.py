@@ -94,8 +94,11 @@ class _Problem:
     blocks_creates: bool = False  # the API server would refuse every placeholder
 
 
-async def _misconfiguration(ctx: OperatorContext, spec: InferenceServiceSpec, now: float) -> _Problem:
-    """What is wrong with the PriorityClasses, if anything (checked through a cache)."""
+async def _misconfiguration(
+    ctx: OperatorContext, spec: InferenceServiceSpec, now: float, ns: str = "", prestage: bool = False
+) -> _Problem:
+    """What is wrong with the PriorityClasses (checked through a cache), or with the model cache's
+    claim that pre-staging placeholders mount (`prestage`: they do), if anything."""
     buf, serving = spec.warm_buffer.priority_class_name, spec.resources.priority_class_name
     if buf == serving:
         return _Problem(
@@ -110,7 +113,25 @@ async def _misconfiguration(ctx: OperatorContext, spec: InferenceServiceSpec, no
             f"PriorityClass {', '.join(missing)} not found (the chart creates both)",
             buf in missing,
         )
+    claim = ctx.shaping().model_cache_claim
+    if prestage and claim and await _claim_missing(ctx, ns, claim):
+        # a placeholder naming a missing claim stays Pending and holds nothing: create none, say why
+        return _Problem(
+            "PersistentVolumeClaimNotFound",
+            f"PersistentVolumeClaim {claim} (the chart's modelCache.persistentVolumeClaim) not found in "
+            f"namespace {ns}: pre-staging placeholders mount it; none is created until it exists",
+            True,
+        )
     return _Problem()
+
+
+async def _claim_missing(ctx: OperatorContext, ns: str, claim: str) -> bool:
+    """True only when the claim is known not to exist (a read that fails blocks nothing)."""
+    try:
+        return await asyncio.to_thread(ctx.api.data_keys, "PersistentVolumeClaim", ns, claim) is None
+    except Exception as e:
+        log.warning("model cache claim not checked", extra={"error": str(e)[:300]})
+        return False
 
 
 def _capacity(spec: InferenceServiceSpec, status: InferenceServiceStatus) -> float | None:
@@ -210,7 +231,9 @@ async def reconcile_buffer(
         return  # no buffer, never had one: nothing to write
 
     wb = spec.warm_buffer
-    problem = await _misconfiguration(ctx, spec, t) if wb.enabled else _Problem()
+    checkpoint_dir, prestage_allowed = _node_access(ctx, ns, name, spec)
+    prestage = wb.prestage and prestage_allowed
+    problem = await _misconfiguration(ctx, spec, t, ns, prestage) if wb.enabled else _Problem()
     samples = (
         B.record_sample(wb_prev.samples, t, _qps(prev)) if wb.enabled and wb.policy == "adaptive" else []
     )
@@ -218,7 +241,7 @@ async def reconcile_buffer(
     image = ctx.settings.placeholder_image
     plan = B.plan(
         sizing.placeholders,
-        P.spec_hash(spec, image, *_node_access(ctx, ns, name, spec), ctx.shaping()),
+        P.spec_hash(spec, image, checkpoint_dir, prestage_allowed, ctx.shaping()),
         views,
     )
     if problem.blocks_creates:  # the API server would refuse every create: delete only
