@@ -106,8 +106,11 @@ def gpu_yield_inputs(
     """policy/gpuyield.choose's inputs from every replica pod the operator watches."""
     waiting: list[Waiting] = []
     sleepers: list[Sleeper] = []
+    all_pods = list(pods)
+    if not any(waits_for_gpu(p) for p in all_pods):
+        return [], [], frozenset()  # the common case, cheap: every pass of every service runs this
     present: set[str] = set()
-    for pod in pods:
+    for pod in all_pods:
         meta = pod.get("metadata") or {}
         ns, name = meta.get("namespace") or "", meta.get("name") or ""
         labels, ann = meta.get("labels") or {}, meta.get("annotations") or {}
