@@ -6,6 +6,10 @@ checkpoint, load gone scales it down with a drain that loses no request, with mi
 to zero and a request held by the activator brings a replica back on the restore path, and deleting
 the InferenceService removes everything it made.
 
+Then a second service runs images/stock-like (vLLM and nothing of Ember) through the injected
+supervisor: cold start, checkpoint, its pod deleted, the replacement restores in a new pod and gives
+the identical greedy answer (issue 17).
+
 One scenario, in order: each step needs the state the previous one left. Timings go to
 `.ember/e2e/results.json` (recorded in docs/e2e.md).
 """
@@ -423,3 +427,85 @@ def test_inference_service_lifecycle_with_real_pods(scenario: Scenario, images: 
     k.k("delete", "inferenceservice", "chat", "-n", s.ns, "--wait=true", timeout=300)
     eventually(lambda: not s.replicas(), 180, what="replica pods gone", every_s=1)
     assert k.k("get", "service", "chat", "-n", s.ns, "--ignore-not-found").strip() == ""
+
+
+def stock_isvc(image: str, run_id: str) -> dict[str, Any]:
+    """One replica of images/stock-like (vLLM and nothing of Ember: its entrypoint is vLLM's own
+    server), which Ember runs only through the chart's injection (operator.supervisorImage, by default
+    the operator image): the init container lays the supervisor and CRIU into /ember."""
+    spec = isvc(image, run_id)["spec"]
+    spec["model"] = {"uri": "file:///opt/models/tiny-llama", "servedName": "stock"}
+    spec["scaling"] = {**spec["scaling"], "minReplicas": 1, "maxReplicas": 1}
+    return {"apiVersion": "serving.ember.dev/v1alpha1", "kind": "InferenceService",
+            "metadata": {"name": "stock"}, "spec": spec}  # fmt: skip
+
+
+@pytest.mark.timeout(1800)
+def test_a_stock_vllm_image_cold_starts_checkpoints_and_restores_in_a_new_pod(
+    scenario: Scenario, kind_cluster: Kind
+) -> None:
+    """Issue 17 item 1 on kind: the stock-like image cold-starts through the injected supervisor,
+    the operator checkpoints it, the pod is deleted, and its replacement (a new pod) restores from
+    the checkpoint and gives the identical greedy answer."""
+    s, k = scenario, scenario.k
+    image = build_image("images/stock-like/build.sh")
+    kind_cluster.load_image(image)
+    t0 = time.monotonic()
+    k.k(
+        "apply",
+        "-n",
+        s.ns,
+        "-f",
+        "-",
+        input=yaml.safe_dump(stock_isvc(image, time.strftime("%Y%m%dT%H%M%S"))),
+    )
+
+    def pods() -> list[dict[str, Any]]:
+        sel = "serving.ember.dev/inferenceservice=stock,serving.ember.dev/component!=placeholder"
+        return list(s.get("pods", "", "-l", sel)["items"])
+
+    def answer() -> list[str]:  # a list: truthy for eventually() even if the text were empty
+        ip = s.get("service", "stock")["spec"]["clusterIP"]
+        body = {"model": "stock", "prompt": "The capital of France is", "max_tokens": 12, "temperature": 0}
+        r = httpx.post(f"http://{ip}/v1/completions", json=body, timeout=120)
+        assert r.status_code == 200, r.text[:500]
+        return [str(r.json()["choices"][0]["text"])]
+
+    def startup(pod: dict[str, Any]) -> dict[str, Any]:
+        sup = f"http://{pod['status']['podIP']}:8081/startup"
+
+        def done() -> Any:
+            st = httpx.get(sup, timeout=5).json()
+            return st["path"] != "pending" and st
+
+        return dict(eventually(done, 120, what="/startup", every_s=1))
+
+    first = eventually(
+        lambda: [p for p in pods() if s.ready(p)], 900, what="a Ready stock-like replica", every_s=3
+    )[0]
+    s.timings["stock_first_replica_ready_s"] = time.monotonic() - t0
+    spec = first["spec"]
+    assert spec["containers"][0]["image"] == image
+    assert spec["containers"][0]["command"][0] == "/ember/bin/ember-supervisor", spec["containers"][0]
+    assert any(c["name"].startswith("ember-inject") for c in spec.get("initContainers", [])), spec
+    assert startup(first)["path"] == "cold"
+    cold = eventually(answer, 120, what="an answer from the cold replica", every_s=2)
+
+    t1 = time.monotonic()
+    eventually(lambda: s.get("inferenceservice", "stock").get("status", {}).get("checkpoint", {}).get("verified"),
+               600, what="a verified checkpoint of the stock-like replica", every_s=3)  # fmt: skip
+    s.timings["stock_checkpoint_s"] = time.monotonic() - t1
+
+    old = first["metadata"]["uid"]
+    k.k("delete", "pod", first["metadata"]["name"], "-n", s.ns, "--wait=false")
+    t2 = time.monotonic()
+    new = eventually(lambda: [p for p in pods() if p["metadata"]["uid"] != old and s.ready(p)], 600,
+                     what="the replacement Ready", every_s=1)[0]  # fmt: skip
+    s.timings["stock_restored_replica_ready_s"] = time.monotonic() - t2
+    assert new["metadata"]["annotations"]["serving.ember.dev/start-path"] == "restore", new["metadata"]
+    st = startup(new)
+    assert st["path"] == "restore", st
+    s.timings["stock_restore_phases"] = st.get("phases_s", st)
+    restored = eventually(answer, 120, what="an answer from the restored replica", every_s=2)
+    assert restored == cold, (cold, restored)
+    k.k("delete", "inferenceservice", "stock", "-n", s.ns, "--wait=true", timeout=300)
