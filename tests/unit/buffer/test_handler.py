@@ -193,17 +193,22 @@ class ClaimAPI(FakeAPI):
         return set() if name in self.claims else None
 
 
+def claim_ctx(api: ClaimAPI) -> OperatorContext:
+    """The chart's modelCache.persistentVolumeClaim set, and the namespace allowed to pre-stage."""
+    return OperatorContext(
+        settings=Settings(model_cache_persistent_volume_claim="hf-cache", checkpoint_namespaces=["ns"]),
+        api=api,  # type: ignore[arg-type]
+        metrics=Metrics.create(),
+    )
+
+
 def test_a_missing_model_cache_claim_creates_no_prestaging_placeholder_and_says_why() -> None:
     """Issue 17 item 4: pre-staging placeholders mount the chart's modelCache.persistentVolumeClaim;
     one naming a missing claim would stay Pending, holding nothing. None is created, the buffer is
     WarmBufferMisconfigured PersistentVolumeClaimNotFound with one Event; once the claim exists they are."""
     api = ClaimAPI(set())
     loop = Loop(isvc(prestage=True), api)
-    loop.ctx = OperatorContext(
-        settings=Settings(model_cache_persistent_volume_claim="hf-cache", checkpoint_namespaces=["ns"]),
-        api=api,  # type: ignore[arg-type]
-        metrics=Metrics.create(),
-    )
+    loop.ctx = claim_ctx(api)
     loop.run()
     loop.run(1005.0)
     assert api.pods == {} and api.claim_reads == 2
@@ -224,10 +229,6 @@ def test_a_missing_model_cache_claim_creates_no_prestaging_placeholder_and_says_
 def test_without_prestage_the_claim_is_not_read() -> None:
     api = ClaimAPI(set())
     loop = Loop(isvc(prestage=False), api)
-    loop.ctx = OperatorContext(
-        settings=Settings(model_cache_persistent_volume_claim="hf-cache", checkpoint_namespaces=["ns"]),
-        api=api,  # type: ignore[arg-type]
-        metrics=Metrics.create(),
-    )
+    loop.ctx = claim_ctx(api)
     loop.run()
     assert api.claim_reads == 0 and len(api.pods) == 2
