@@ -37,6 +37,7 @@ import argparse
 import contextlib
 import importlib.util
 import json
+import logging
 import os
 import re
 import signal
@@ -134,7 +135,8 @@ def save(out: Path, name: str, data: dict) -> None:
 def server_argv(sleep_mode: bool) -> list[str]:
     argv = [
         sys.executable,
-        str(REPO / "bench/vllm_asyncio_server.py"),
+        "-m",
+        "ember_checkpoint.vllm_entry",  # the entry the supervisor runs: asyncio's loop, the heap trim
         "--model",
         str(MODEL),
         "--served-model-name",
@@ -383,6 +385,7 @@ def phase_env(out: Path) -> dict:
         "cpus": os.cpu_count(),
         "mem": sh("free -g | head -2"),
         "disk": sh(f"df -h {WORK} | tail -1"),
+        "thp": sh(f"cat {THP}; cat {THP.parent / 'defrag'}"),
     }
     try:
         import vllm
@@ -722,6 +725,22 @@ def _summarise(res: dict, runs: list) -> None:
         res[f"{ph}_disk"] = summary([r["phases_s"].get(ph) for r in runs if r["mode"] == "disk"])
 
 
+class _Collect(logging.Handler):
+    """The library's INFO lines (e.g. trim_api_server), kept for the phase's JSON."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+LIB_LOG = _Collect()
+logging.getLogger("ember.checkpoint").addHandler(LIB_LOG)
+logging.getLogger("ember.checkpoint").setLevel(logging.INFO)
+
+
 def _dump(name: str, pid: int, storage: LocalDirStorage, ident: Identity, sleep_level: int | None) -> dict:
     canary = Canary(
         method="POST", path="/v1/completions", body=json.dumps(CANARY_BODY), json_field="choices.0.text"
@@ -745,14 +764,19 @@ def _dump(name: str, pid: int, storage: LocalDirStorage, ident: Identity, sleep_
         sleep_level=sleep_level,
         weight_loader="ember" if WEIGHT_LOADER == "ember" else "vllm",
     )
-    t0 = time.monotonic()
+    t0, n_lib = time.monotonic(), len(LIB_LOG.lines)
     m = lifecycle.dump(req, storage, Criu.find(), cuda.load())
     res["dump_wall_s"] = round(time.monotonic() - t0, 3)
+    res["library_log"] = LIB_LOG.lines[n_lib:]
     res["manifest"] = json.loads(m.to_json())
     res["image_files"] = sh(f"ls -la {storage.get(name)}/images | sort -k5 -n -r | head -8")
     log(
         f"{name} dump: {res['dump_wall_s']} s, image {m.sizes.image_bytes / 1e9:.2f} GB, gpu pids {m.gpu_pids}, {m.timings}"
     )
+    for pm in m.sizes.processes:  # what the image holds, process by process
+        log(
+            f"  {pm.pid} {pm.name}: anon {pm.anon_bytes / 1e9:.3f} GB, shmem {pm.shmem_bytes / 1e9:.3f} GB, gpu {pm.gpu_bytes / 1e9:.3f} GB"
+        )
     procs.reap(None)
     wait_port_free()
     wait_gpu_free()
@@ -847,6 +871,42 @@ def phase_chain1(out: Path) -> dict:
     return res
 
 
+THP = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+
+
+def _set_thp(mode: str) -> str:
+    """The machine's transparent huge page mode (always, madvise, never); what the file says after."""
+    try:
+        THP.write_text(mode)
+    except OSError as e:
+        return f"not set ({e}): {THP.read_text().strip()}"
+    return THP.read_text().strip()
+
+
+def _restores_by_thp(
+    name: str, storage: LocalDirStorage, ident: Identity, canary: str | None, keep: bool, res: dict
+) -> tuple[list, int | None]:
+    """The restores once per EMBER_BENCH_THP_MODES entry (e.g. "madvise,always"), the machine's THP mode
+    set before each set (res["thp"][mode]); the mode the machine had is put back. Without it, once."""
+    modes = [m for m in os.environ.get("EMBER_BENCH_THP_MODES", "").split(",") if m]
+    if not modes:
+        return _restores(name, storage, name, ident, canary, keep_last=keep)
+    original = next((w.strip("[]") for w in THP.read_text().split() if w.startswith("[")), "madvise")
+    res["thp"], runs, kept = {"original": original}, [], None
+    try:
+        for i, mode in enumerate(modes):
+            entry = {"set": _set_thp(mode)}
+            runs, kept = _restores(name, storage, name, ident, canary, keep_last=keep and i == len(modes) - 1)
+            _summarise(entry, runs)
+            res["thp"][mode] = entry
+            log(
+                f"{name} THP {mode}: restore {entry['ttft_page_cache']}, criu {entry['criu_restore_page_cache']}"
+            )
+    finally:
+        _set_thp(original)
+    return runs, kept
+
+
 def phase_chain_asleep(out: Path, level: int, name: str, keep: bool) -> dict:
     """The engine the previous chain phase left running (itself restored), or a fresh sleep-mode one if
     it is gone: put to sleep at `level`, dumped, restored (level 2: weights reloaded from the model's
@@ -884,13 +944,8 @@ def phase_chain_asleep(out: Path, level: int, name: str, keep: bool) -> dict:
         lines_before = _log_lines(engine_log)
         res["dump"] = _dump(name, pid, storage, ident, level)
         lines_dumped = _log_lines(engine_log)
-        runs, kept = _restores(
-            name,
-            storage,
-            name,
-            ident,
-            res["dump"]["manifest"]["canary"]["output"],
-            keep_last=keep,
+        runs, kept = _restores_by_thp(
+            name, storage, ident, res["dump"]["manifest"]["canary"]["output"], keep, res
         )
         _summarise(res, runs)
         time.sleep(3)  # the noise came once a second: give a restored engine's log the time to show it

@@ -509,3 +509,75 @@ def test_a_stock_vllm_image_cold_starts_checkpoints_and_restores_in_a_new_pod(
     restored = eventually(answer, 120, what="an answer from the restored replica", every_s=2)
     assert restored == cold, (cold, restored)
     k.k("delete", "inferenceservice", "stock", "-n", s.ns, "--wait=true", timeout=300)
+
+
+TAINT_KEY, POOL_LABEL = "ember.dev/e2e-dedicated", "ember.dev/e2e-pool"
+
+
+@pytest.mark.timeout(900)
+def test_a_shaped_replica_lands_on_a_tainted_node_with_its_hf_token_from_a_secret(
+    scenario: Scenario, images: dict[str, str]
+) -> None:
+    """Issue 17 on kind: the node is tainted NoSchedule and labelled; a plain pod stays Pending on the
+    taint, while the replica of a service whose spec.template tolerates it and selects the label is
+    scheduled there and runs; engine.hfTokenSecret arrives in the engine container as HF_TOKEN, and
+    the token's value is nowhere in the InferenceService or the namespace's Events."""
+    s, k = scenario, scenario.k
+    token = f"hf_e2e_{time.time_ns()}"
+    k.k("create", "secret", "generic", "hf-token", "-n", s.ns, f"--from-literal=token={token}")
+    k.k("taint", "node", NODE, f"{TAINT_KEY}=gpu:NoSchedule", "--overwrite")
+    k.k("label", "node", NODE, f"{POOL_LABEL}=shaped", "--overwrite")
+    try:
+        k.k("run", "untolerated", "-n", s.ns, f"--image={images['replica']}", "--image-pull-policy=Never",
+            "--restart=Never", "--command", "--", "sleep", "600")  # fmt: skip
+        spec = isvc(images["replica"], "shaped")["spec"]
+        spec["model"] = {"uri": f"file://{MODEL}", "servedName": "shaped"}
+        spec["engine"]["hfTokenSecret"] = {"name": "hf-token", "key": "token"}
+        spec["scaling"] = {**spec["scaling"], "minReplicas": 1, "maxReplicas": 1}
+        spec["checkpoint"] = {"enabled": False}
+        spec["template"] = {
+            "spec": {
+                "tolerations": [
+                    {"key": TAINT_KEY, "operator": "Equal", "value": "gpu", "effect": "NoSchedule"}
+                ],
+                "nodeSelector": {POOL_LABEL: "shaped"},
+            }
+        }
+        body = {"apiVersion": "serving.ember.dev/v1alpha1", "kind": "InferenceService",
+                "metadata": {"name": "shaped"}, "spec": spec}  # fmt: skip
+        k.k("apply", "-n", s.ns, "-f", "-", input=yaml.safe_dump(body))
+
+        def running() -> list[dict[str, Any]]:
+            sel = "serving.ember.dev/inferenceservice=shaped,serving.ember.dev/component!=placeholder"
+            return [
+                p
+                for p in s.get("pods", "", "-l", sel)["items"]
+                if any("running" in c.get("state", {}) and c["name"] == "engine"
+                       for c in p.get("status", {}).get("containerStatuses", []))
+            ]  # fmt: skip
+
+        pod = eventually(running, 300, what="the shaped replica's engine running", every_s=2)[0]
+        assert pod["spec"]["nodeName"] == NODE
+        assert any(t.get("key") == TAINT_KEY for t in pod["spec"]["tolerations"]), pod["spec"]["tolerations"]
+        assert pod["spec"]["nodeSelector"][POOL_LABEL] == "shaped", pod["spec"]
+        name = pod["metadata"]["name"]
+        got = k.k("exec", "-n", s.ns, name, "-c", "engine", "--", "printenv", "HF_TOKEN").strip()
+        assert got == token
+
+        plain = s.get("pod", "untolerated")
+        conds = {c["type"]: c for c in plain.get("status", {}).get("conditions", [])}
+        assert plain["status"]["phase"] == "Pending", plain["status"]
+        assert conds["PodScheduled"]["reason"] == "Unschedulable", conds
+        assert TAINT_KEY in conds["PodScheduled"]["message"], conds["PodScheduled"]
+
+        seen = k.k("get", "inferenceservice", "shaped", "-n", s.ns, "-o", "yaml")
+        seen += k.k("get", "events", "-n", s.ns, "-o", "yaml")
+        seen += k.k("logs", "-n", SYSTEM_NS, "deploy/ember", "--tail=5000")
+        assert token not in seen
+    finally:
+        k.k("taint", "node", NODE, f"{TAINT_KEY}-", check=False)
+        k.k("label", "node", NODE, f"{POOL_LABEL}-", check=False)
+        k.k("delete", "pod", "untolerated", "-n", s.ns, "--wait=false", "--ignore-not-found", check=False)
+        k.k("delete", "inferenceservice", "shaped", "-n", s.ns, "--wait=true", "--ignore-not-found",
+            check=False, timeout=300)  # fmt: skip
+        k.k("delete", "secret", "hf-token", "-n", s.ns, "--ignore-not-found", check=False)

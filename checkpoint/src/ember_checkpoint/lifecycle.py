@@ -40,7 +40,7 @@ from ember_checkpoint.criu import (
 )
 from ember_checkpoint.errors import DumpFailed, Reason, RestoreRefused
 from ember_checkpoint.gc import plan_gc
-from ember_checkpoint.manifest import Canary, HttpStep, Identity, Manifest, Sizes, Timings
+from ember_checkpoint.manifest import Canary, HttpStep, Identity, Manifest, ProcessMemory, Sizes, Timings
 from ember_checkpoint.resume import resume_tree
 from ember_checkpoint.storage import CheckpointNotFound, Storage, write_manifest_file
 
@@ -125,10 +125,12 @@ def dump(
         if req.weight_loader == "ember":
             _release_cached(f"http://127.0.0.1:{req.engine_port}", req.timeout_s)
     tree = process_tree(req.pid)
+    trim_api_servers(tree)
     root = parse_proc_stat(Path(f"/proc/{req.pid}/stat").read_text())
     shell_job = needs_shell_job(root, tree)
     gpu_pids = sorted(p for p in tree if gpu is not None and gpu.has_cuda_state(p))
-    gpu_bytes = sum(cuda.gpu_memory_bytes(p) for p in gpu_pids)
+    gpu_by_pid = {p: cuda.gpu_memory_bytes(p) for p in gpu_pids}  # before the driver moves it out
+    gpu_bytes = sum(gpu_by_pid.values())
     staging = storage.staging(req.checkpoint_id)
     stale = shm.remove_stale_link_remaps()
     if stale:
@@ -136,6 +138,7 @@ def dump(
     shm_files, old_remaps = shm.mapped_shm_files(tree), shm.link_remaps()
     try:
         timings.cuda_checkpoint_s = sum(gpu.suspend(p) for p in gpu_pids) if gpu else 0.0
+        memory = process_memory(tree, gpu_by_pid)
         try:
             timings.criu_dump_s = criu.dump(
                 req.pid,
@@ -171,7 +174,11 @@ def dump(
             identity=req.identity,
             identity_hash=req.identity.hash(),
             created=datetime.now(UTC),
-            sizes=Sizes(image_bytes=checksum.total_bytes(staging / "images"), gpu_state_bytes=gpu_bytes),
+            sizes=Sizes(
+                image_bytes=checksum.total_bytes(staging / "images"),
+                gpu_state_bytes=gpu_bytes,
+                processes=memory,
+            ),
             timings=timings,
             content_checksum=digest,
             engine_port=req.engine_port,
@@ -188,6 +195,90 @@ def dump(
     except BaseException:
         _remove_tree(staging)
         raise
+
+
+def _signal_main_thread(pid: int, sig: int) -> None:
+    """tgkill(pid, pid, sig): to the process's main thread, where Python runs signal handlers; a
+    process-directed signal may land on a native thread and wait for the loop's next wake-up."""
+    import ctypes
+    import platform
+
+    nr = {"x86_64": 234, "aarch64": 131}.get(platform.machine())
+    if nr is not None:
+        with contextlib.suppress(OSError, AttributeError):
+            if ctypes.CDLL(None, use_errno=True).syscall(nr, pid, pid, int(sig)) == 0:
+                return
+    os.kill(pid, sig)
+
+
+def trim_api_servers(tree: set[int], wait_s: float = 3.0, proc: Path = Path("/proc")) -> list[dict]:
+    """Ask every process of the tree that runs `ember_checkpoint.vllm_entry` (only those: they answer
+    vllm_entry.TRIM_SIGNAL, which would kill any other) to give its free heap back before the dump,
+    and wait up to `wait_s` for each one's result. Best effort: a dump never fails for it."""
+    from ember_checkpoint import vllm_entry
+
+    results = []
+    for pid in sorted(tree):
+        try:
+            argv = (proc / str(pid) / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if vllm_entry.MODULE.encode() not in argv:
+            continue
+        path = vllm_entry.trim_result_path(pid, proc / str(pid) / "root")
+        with contextlib.suppress(OSError):
+            path.unlink()
+        try:
+            _signal_main_thread(pid, vllm_entry.TRIM_SIGNAL)
+        except OSError as e:
+            results.append({"pid": pid, "error": str(e)})
+            continue
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            try:
+                results.append({"pid": pid, **json.loads(path.read_text())})
+                path.unlink()
+                break
+            except (OSError, ValueError):
+                time.sleep(0.02)
+        else:
+            results.append({"pid": pid, "error": f"no answer within {wait_s} s"})
+    for r in results:
+        log.info(json.dumps({"event": "trim_api_server", **r}))
+    return results
+
+
+def _kib(fields: dict[str, str], key: str) -> int:
+    v = fields.get(key, "").split()
+    return int(v[0]) * 1024 if v else 0
+
+
+def process_memory(
+    pids: set[int] | list[int], gpu_bytes: dict[int, int], proc: Path = Path("/proc")
+) -> list[ProcessMemory]:
+    """Name, resident anonymous and shared memory of each process (from /proc/<pid>/status), largest
+    first: the breakdown of what a dump writes. A process that is gone or unreadable is left out."""
+    out = []
+    for pid in pids:
+        try:
+            fields = dict(
+                line.split(":", 1)
+                for line in (proc / str(pid) / "status").read_text().splitlines()
+                if ":" in line
+            )
+        except OSError:
+            continue
+
+        out.append(
+            ProcessMemory(
+                pid=pid,
+                name=fields.get("Name", "").strip(),
+                anon_bytes=_kib(fields, "RssAnon"),
+                shmem_bytes=_kib(fields, "RssShmem"),
+                gpu_bytes=gpu_bytes.get(pid, 0),
+            )
+        )
+    return sorted(out, key=lambda m: (-m.anon_bytes, m.pid))
 
 
 @dataclass

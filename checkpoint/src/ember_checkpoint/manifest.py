@@ -46,10 +46,24 @@ class Identity(BaseModel):
         return {k: (mine[k], theirs[k]) for k in mine if mine[k] != theirs[k]}
 
 
+class ProcessMemory(BaseModel):
+    """One process of the dumped tree as CRIU found it (after the driver's checkpoint, so a GPU
+    process's anonymous memory includes its GPU state): what its part of the image holds."""
+
+    pid: int
+    name: str = Field(description="the kernel's comm of the process (e.g. VLLM::EngineCore)")
+    anon_bytes: int = Field(ge=0, description="resident anonymous memory (RssAnon): written to the image")
+    shmem_bytes: int = Field(ge=0, description="resident shared memory (RssShmem)")
+    gpu_bytes: int = Field(0, ge=0, description="GPU memory the driver moved into this process's host memory")
+
+
 class Sizes(BaseModel):
     image_bytes: int = Field(ge=0, description="bytes of the CRIU image files on disk")
     gpu_state_bytes: int = Field(
         ge=0, description="bytes of GPU memory the driver moved to host memory (inside the image); 0 on CPU"
+    )
+    processes: list[ProcessMemory] = Field(
+        default_factory=list, description="each process's memory at the dump, largest first"
     )
 
 

