@@ -706,6 +706,8 @@ def _restores(
             "phases_s": {k: round(v, 3) for k, v in phases.items()},
         }
         r["gpu_mib"] = gpu_used_mib()
+        r["anon_huge_bytes"] = _tree_anon_huge(rr.pid)  # THP in the restored tree (smaps_rollup)
+        r["page_cache_kib"] = _meminfo_kib("Cached")
         r["canary_ok"] = greedy() == canary_out
         runs.append(r)
         log(f"{name} restore ({mode}): {r}")
@@ -714,6 +716,16 @@ def _restores(
         else:
             kill_all(rr.pid)
     return runs, kept
+
+
+def _tree_anon_huge(pid: int) -> int:
+    total = 0
+    for p in process_tree(pid):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
+                if line.startswith("AnonHugePages:"):
+                    total += int(line.split()[1]) * 1024
+    return total
 
 
 def _summarise(res: dict, runs: list) -> None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ember_checkpoint import cuda, engine_http, lifecycle
+from ember_checkpoint import cuda, engine_http, lifecycle, preflight
 from ember_checkpoint.cli import local_identity
 from ember_checkpoint.criu import Criu
 from ember_checkpoint.errors import RestoreRefused
@@ -38,6 +38,7 @@ class Startup:
     fallback_reason: str | None = None
     fallback_detail: str | None = None
     engine_pid: int | None = None
+    transparent_hugepages: str = ""  # the node's THP mode at a restore (preflight.transparent_hugepages)
 
     def as_dict(self) -> dict[str, object]:
         return dict(self.__dict__)
@@ -156,6 +157,18 @@ def _try_restore(cfg: SupervisorConfig, st: Startup) -> bool:
         )
     st.path, st.engine_pid = "restore", res.pid
     st.phases_s.update({f"restore_{k}": v for k, v in res.phases_s.items()})
+    st.transparent_hugepages = preflight.transparent_hugepages()
+    if st.transparent_hugepages != "always":
+        log.info(
+            json.dumps(
+                {
+                    "event": "restore_hint",
+                    "transparent_hugepages": st.transparent_hugepages,
+                    "hint": "CRIU's part of a restore is faster with the node's transparent huge pages "
+                    "set to always (docs/install-gpu.md, Node settings)",
+                }
+            )
+        )
     return True
 
 

@@ -59,3 +59,19 @@ def test_a_real_io_uring_is_found_and_named() -> None:
     finally:
         p.kill()
         p.wait()
+
+
+def test_the_node_transparent_huge_page_mode_is_the_bracketed_word(tmp_path: Path) -> None:
+    from ember_checkpoint.preflight import transparent_hugepages
+
+    f = tmp_path / "enabled"
+    for text, mode in (
+        ("always [madvise] never\n", "madvise"),
+        ("[always] madvise never\n", "always"),
+        ("always madvise [never]\n", "never"),
+        ("garbage\n", "unknown"),
+    ):
+        f.write_text(text)
+        assert transparent_hugepages(f) == mode
+    assert transparent_hugepages(tmp_path / "absent") == "unknown"
+    assert transparent_hugepages() in ("always", "madvise", "never", "unknown")  # this machine's
