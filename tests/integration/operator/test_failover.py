@@ -8,17 +8,22 @@ What catches two actors (a standby acting without the Lease, a decision repeated
 - Every Event names the process that posted it (`reportingInstance` is the operator's identity, the
   name it holds the Lease under; handlers/registry.py). Every Event must come from the identity that
   held the Lease at the Event's `eventTime` (the tenures are read from the Lease itself, polled every
-  0.1 s), and no decision has two Events (one `ScalingDecision` per change, one `ReplicaCreated`,
-  `ReplicaDraining`, `ReplicaDeleted` per pod, one `Routing` per change of route). Two acting replicas both drain the same victim (the
-  patch succeeds twice: two `ReplicaDraining` Events) and the one without the Lease posts Events
-  outside its tenure; with leader election off in both processes this test fails at once (no Lease
-  is ever written, and both log `reconciled` lines).
+  0.1 s), and no decision has two Events: one `ScalingDecision` per change, one `ReplicaCreated`,
+  `ReplicaDraining` and `ReplicaDeleted` per pod, one `Routing` per change of route.
 - The standbys' own logs: no `reconciled` pass and no autoscaler `decision` line before the process
   logs `became the leader`.
 - A watch on the replica pods from before the scale-up: every name `<service>-<index>` is created
   once (one uid), no pod is deleted during the scale-up, the drain's start annotation is never
   rewritten (the new leader continues the drain; it does not restart it), and each victim is deleted
   once, not before `drainTimeoutSeconds` after the drain began.
+
+Checked by hand with leader election off in both processes (the same scale-up and drain, both
+processes acting): Events came from two reportingInstances, every `ReplicaDraining` and
+`ReplicaDeleted` Event was there twice, the first `ScalingDecision` twice, a `Routing` Event repeated
+its route, and neither log had `waiting for the lease`. The pod checks alone do not catch two actors:
+names are the smallest free index and a second create of a name is AlreadyExists, so the pods stayed
+six, one per index; the Events and the logs are what do. The repeated `Routing` Event was also what a
+takeover did before handlers/routing.py compared with the slice in the cluster.
 
 The first leader talks to the API server through a relay that holds every request 0.15 s (a slow
 link), so that its six creates take about a second and the kill lands between the first and the
