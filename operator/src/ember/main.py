@@ -24,7 +24,7 @@ from ember.telemetry import logs
 from ember.telemetry.metrics import Metrics
 
 
-def build(settings: Settings) -> tuple[kopf.OperatorRegistry, OperatorContext]:
+def build(settings: Settings, identity: str = "") -> tuple[kopf.OperatorRegistry, OperatorContext]:
     prom = Prometheus(settings.prometheus_url) if settings.prometheus_url else None
     ctx = OperatorContext(
         settings=settings,
@@ -32,6 +32,7 @@ def build(settings: Settings) -> tuple[kopf.OperatorRegistry, OperatorContext]:
         metrics=Metrics.create(),
         prometheus=prom,
         bulk=BulkQueries(prom.query, settings.namespaces) if prom and settings.bulk_metrics else None,
+        identity=identity,
     )
     reg = kopf.OperatorRegistry()
     register(reg, ctx)
@@ -65,10 +66,10 @@ def main(argv: list[str] | None = None) -> None:
     parser().parse_args(argv)  # --help, --version; anything else is refused
     settings = Settings()
     logs.configure(settings.log_format)
-    reg, ctx = build(settings)
+    reg, ctx = build(settings, leader.new_identity())
     if settings.metrics_port:
         start_http_server(settings.metrics_port, addr="0.0.0.0", registry=ctx.metrics.registry)
-    logging.getLogger("ember").info("starting", extra={"settings": settings.model_dump()})
+    logging.getLogger("ember").info("starting", extra={"id": ctx.identity, "settings": settings.model_dump()})
 
     # kopf reads an empty namespace list as "watch nothing", and a peering name as "peering is
     # mandatory": pass each only when it is set.
@@ -97,7 +98,7 @@ def main(argv: list[str] | None = None) -> None:
         ctx.api.api,
         settings.leader_election_namespace or leader.default_namespace(),
         settings.leader_election_lease_name,
-        leader.new_identity(),
+        ctx.identity,
         settings.leader_election_lease_duration_seconds,
     )
     asyncio.run(elector.lead(operate, settings.health_port))

@@ -57,3 +57,52 @@ def test_the_service_has_no_selector() -> None:
 
     svc = builders.service("chat", "ns", "u", InferenceServiceSpec(model=ModelSource(uri="hf://o/m")))
     assert "selector" not in svc["spec"] and svc["spec"]["ports"][0]["port"] == 80
+
+
+class SliceAPI:
+    """The slice in the cluster, as a fresh process finds it (None: there is none yet)."""
+
+    def __init__(self, route: str | None) -> None:
+        self.slices = [] if route is None else [routing.endpoint_slice("chat", "ns", "u", [], None)]
+        for s in self.slices:
+            s["metadata"]["labels"]["serving.ember.dev/route"] = route
+        self.applied = 0
+
+    def list_endpoint_slices(self, ns: str, selector: str) -> list[dict[str, Any]]:
+        assert selector == "kubernetes.io/service-name=chat"
+        return self.slices
+
+    def apply_endpoint_slice(self, manifest: dict[str, Any], manager: str) -> None:
+        self.applied += 1
+        self.slices = [manifest]
+
+
+def routing_events(api: SliceAPI, ctx: Any = None) -> tuple[Any, list[str]]:
+    import asyncio
+
+    from ember.config import Settings
+    from ember.handlers.context import OperatorContext
+    from ember.handlers.routing import route
+    from ember.telemetry.metrics import Metrics
+
+    ctx = ctx or OperatorContext(Settings(), api, Metrics.create())  # type: ignore[arg-type]
+    body = {
+        "metadata": {"namespace": "ns", "name": "chat", "uid": "u"},
+        "spec": {"model": {"uri": "hf://o/m"}},
+    }
+    events: list[str] = []
+    asyncio.run(route(ctx, body, [pod("chat-0")], lambda _b, _t, r, m: events.append(f"{r}: {m}")))
+    return ctx, events
+
+
+def test_a_fresh_process_announces_a_route_change_not_the_route_it_finds() -> None:
+    """After a restart or a takeover of the Lease the slice is applied again (the process has no
+    memory of it), but the Routing Event is only for a change: the previous leader announced the
+    route it finds (tests/integration/operator/test_failover.py)."""
+    api = SliceAPI("replicas")
+    ctx, events = routing_events(api)
+    assert api.applied == 1 and events == []
+    api.slices[0]["metadata"]["labels"]["serving.ember.dev/route"] = "none"
+    ctx.routes.clear()  # a fresh process again, the slice routing elsewhere
+    assert routing_events(api, ctx)[1] == ["Routing: Service chat routes to replicas (1 endpoints)"]
+    assert routing_events(SliceAPI(None))[1] == ["Routing: Service chat routes to replicas (1 endpoints)"]

@@ -35,6 +35,7 @@ class OperatorContext:
     buffer_store: Any = None  # the warm-buffer loop's per-object memory (handlers/buffer.py)
     routes: dict[Key, tuple[dict[str, Any], float]] = field(default_factory=dict)  # slice applied, when
     activator_cache: tuple[float, list[Any]] | None = None  # (read at, activator endpoints)
+    identity: str = ""  # this process (kube/leader.py's Lease holder name): every Event's reportingInstance
 
     def shaping(self) -> AdminShaping:
         """The admin's pod shaping (chart values replicaDefaults, gpuTypeLabel, supervisorImage)."""

@@ -69,6 +69,10 @@ def register(reg: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
         settings.networking.request_timeout = ctx.settings.api_timeout_seconds * 6
         settings.watching.server_timeout = 300
         settings.posting.level = logging.INFO
+        # which process decided: with leader election, the Lease holder's identity (kopf's default
+        # is the same "dev" for every replica, so an Event could not be told from another's)
+        if ctx.identity:
+            settings.posting.reporting_instance = ctx.identity
 
     @kopf.on.login(registry=reg)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:

@@ -3,6 +3,9 @@
 Applied when what it should list changes, and again every `REAPPLY_S` (a slice deleted or edited
 by hand heals). The activator's endpoints are read at most once a second for all objects. A failure
 is a Warning Event and a log line; the next pass tries again, and the rest of the pass goes on.
+The `Routing` Event says a change of route: a process that has not applied the slice yet (a restart,
+a standby that took over the Lease) compares with the route the slice in the cluster has, so it does
+not announce again what the previous process decided.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ember.api import labels as L
 from ember.handlers.context import OperatorContext
 from ember.handlers.objects import parse
 from ember.handlers.replicas import Emit, kopf_emit
@@ -46,6 +50,20 @@ async def activator_endpoints(ctx: OperatorContext) -> list[routing.Endpoint] | 
     return eps
 
 
+async def live_route(ctx: OperatorContext, ns: str, name: str) -> str | None:
+    """The route label of the service's slice in the cluster; None when there is none or it cannot be
+    read (the Event then goes out, as for a new route)."""
+    try:
+        slices = await asyncio.to_thread(
+            ctx.api.list_endpoint_slices, ns, f"kubernetes.io/service-name={name}"
+        )
+    except Exception as e:
+        log.warning("slice unreadable", extra={"object": f"{ns}/{name}", "error": str(e)[:300]})
+        return None
+    mine = [s for s in slices if s["metadata"]["name"] == routing.slice_name(name)]
+    return (mine[0]["metadata"].get("labels") or {}).get(L.ROUTE) if mine else None
+
+
 async def route(
     ctx: OperatorContext, body: Mapping[str, Any], pods: Iterable[Mapping[str, Any]], emit: Emit = kopf_emit
 ) -> None:
@@ -59,6 +77,7 @@ async def route(
     prev = ctx.routes.get(obj.key)
     if prev is not None and prev[0] == want and time.monotonic() - prev[1] < REAPPLY_S:
         return
+    was = routing.route_of(prev[0]) if prev is not None else await live_route(ctx, obj.ns, obj.name)
     try:
         await asyncio.to_thread(ctx.api.apply_endpoint_slice, want, MANAGER)
     except Exception as e:
@@ -69,7 +88,7 @@ async def route(
         return
     ctx.routes[obj.key] = (want, time.monotonic())
     new = routing.route_of(want)
-    if prev is None or routing.route_of(prev[0]) != new:
+    if was != new:
         n = len(want["endpoints"])
         log.info("route", extra={"object": f"{obj.ns}/{obj.name}", "route": new, "endpoints": n})
         emit(body, "Normal", "Routing", f"Service {obj.name} routes to {new} ({n} endpoints)")
