@@ -14,6 +14,15 @@ server, so that the free heap it carries from start-up (imports, the tokenizer, 
 given back before a dump writes it (issue 20: a smaller image). The result goes to
 `trim_result_path(pid)`, which the dumper waits for (`lifecycle.trim_api_server`). The dumper sends
 the signal only to a process whose command line runs this module: anywhere else SIGUSR2 would kill.
+
+And it keeps vLLM's dev-mode routes local. The sleep tier needs them (`VLLM_SERVER_DEV_MODE=1`
+registers `/sleep`, `/wake_up`, `/collective_rpc`, `/reset_prefix_cache`, ...), but vLLM serves them
+on the same port as `/v1`, with no authentication (its `--api-key` covers `/v1` only): any client of
+the Service could put the engine to sleep or call a worker method. `guard_dev_routes` wraps every
+FastAPI app of this process so that those paths answer 403 to any client that is not on loopback,
+where the supervisor calls from. Which paths: every route whose endpoint is defined under
+`vllm.entrypoints.serve.dev` (vLLM's dev routers, 0.25 to 0.32 at least), and the names in
+`LOCAL_ONLY` in case a version moves them.
 """
 
 from __future__ import annotations
@@ -82,8 +91,91 @@ def patch_uvloop() -> None:
     mod.install = lambda: None
 
 
+LOCAL_ONLY = frozenset(
+    {
+        "/sleep",
+        "/wake_up",
+        "/is_sleeping",
+        "/collective_rpc",
+        "/reset_prefix_cache",
+        "/reset_mm_cache",
+        "/reset_encoder_cache",
+        "/release_kv_cache_memory",
+        "/server_info",
+    }
+)
+DEV_MODULES = "vllm.entrypoints.serve.dev"
+
+
+def local_only_paths(app: Any) -> frozenset[str]:
+    """LOCAL_ONLY and the path of every route of `app` whose endpoint lives in vLLM's dev routers."""
+    paths = set(LOCAL_ONLY)
+    for route in getattr(app, "routes", []):
+        module = getattr(getattr(route, "endpoint", None), "__module__", "") or ""
+        if module.startswith(DEV_MODULES) and getattr(route, "path", None):
+            paths.add(route.path)
+    return frozenset(paths)
+
+
+def _loopback(client: Any) -> bool:
+    host = str(client[0]) if client else ""
+    return host == "::1" or host.startswith("127.") or host.startswith("::ffff:127.")
+
+
+class LocalOnly:
+    """ASGI wrapper: the app's dev-mode paths (computed once, at the first request, when every route
+    is registered) answer 403 to a client that is not on loopback; everything else passes."""
+
+    def __init__(self, inner: Any, app: Any) -> None:
+        self.inner, self.app = inner, app
+        self.paths: frozenset[str] | None = None
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope.get("type") == "http":
+            if self.paths is None:
+                self.paths = local_only_paths(self.app)
+            path = scope.get("path", "").rstrip("/") or "/"
+            if path in self.paths and not _loopback(scope.get("client")):
+                body = json.dumps(
+                    {"error": f"{path} is only served on loopback (Ember's supervisor)"}
+                ).encode()
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 403,
+                        "headers": [
+                            (b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()),
+                        ],
+                    }
+                )
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.inner(scope, receive, send)
+
+
+def guard_dev_routes() -> bool:
+    """Wrap every FastAPI app this process builds in LocalOnly; False when FastAPI is absent."""
+    try:
+        import fastapi
+    except ImportError:
+        return False
+    cls: Any = fastapi.FastAPI
+    if getattr(cls, "_ember_guarded", False):
+        return True
+    build = cls.build_middleware_stack
+
+    def build_guarded(self: Any) -> Any:
+        return LocalOnly(build(self), self)
+
+    cls.build_middleware_stack = build_guarded
+    cls._ember_guarded = True
+    return True
+
+
 def main() -> None:
     patch_uvloop()
+    guard_dev_routes()
     signal.signal(TRIM_SIGNAL, _on_trim)
     runpy.run_module("vllm.entrypoints.openai.api_server", run_name="__main__", alter_sys=True)
 

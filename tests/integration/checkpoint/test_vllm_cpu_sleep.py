@@ -62,6 +62,7 @@ def _config(python: Path, tmp: Path, method: str) -> SupervisorConfig:
         "env",
         f"PYTHONPATH={REPO / 'checkpoint/src'}",
         "VLLM_CPU_KVCACHE_SPACE=1",
+        "VLLM_SERVER_DEV_MODE=1",  # as a GPU pod with the sleep tier gets it: the dev routes exist
         str(python),
         "-m",
         "ember_checkpoint.vllm_entry",
@@ -99,6 +100,17 @@ def completion(port: int) -> str:
     return str(r.json()["choices"][0]["text"])
 
 
+def own_address() -> str:
+    """An IPv4 address of this machine that is not loopback (a client "from outside" the pod)."""
+    out = subprocess.run(["hostname", "-I"], capture_output=True, text=True, check=False).stdout.split()
+    ips = [a for a in out if "." in a and not a.startswith("127.")]
+    if not ips:
+        pytest.fail(
+            f"no non-loopback IPv4 address here (hostname -I: {out}): cannot check the dev-route guard"
+        )
+    return ips[0]
+
+
 def cmdline(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:160]
@@ -123,6 +135,14 @@ def test_real_vllm_frozen_uses_no_cpu_and_wakes_to_the_same_greedy_answer(
         port = sup.cfg.engine_port
         greedy = completion(port)
         assert greedy.strip()
+        # vLLM's dev routes (VLLM_SERVER_DEV_MODE=1) answer loopback only (vllm_entry.guard_dev_routes)
+        ip = own_address()
+        for path in ("/is_sleeping", "/server_info"):
+            assert httpx.get(f"http://{ip}:{port}{path}", timeout=10).status_code == 403, path
+            assert httpx.get(f"http://127.0.0.1:{port}{path}", timeout=10).status_code != 403, path
+        r = httpx.post(f"http://{ip}:{port}/collective_rpc", json={"method": "get_model"}, timeout=10)
+        assert r.status_code == 403, r.text
+        assert httpx.get(f"http://{ip}:{port}/v1/models", timeout=10).status_code == 200
         tree = process_tree(sup.engine_pid)
         assert len(tree) >= 2, f"expected the API server and the engine core, got {tree}"
         c0 = tree_cpu_seconds(sup.engine_pid)

@@ -140,3 +140,42 @@ def test_the_supervisor_token_comes_from_the_services_secret_never_from_the_pod_
     assert secret["metadata"]["ownerReferences"][0]["uid"] == "uid-1" and secret["stringData"] == {
         "token": "t0k"
     }
+
+
+def _env(pod: dict[str, object]) -> dict[str, str]:
+    return {e["name"]: e.get("value", "") for e in pod["spec"]["containers"][0]["env"]}  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("scaling", "gpu", "sleeps"),
+    [
+        ({"maxReplicas": 4, "sleep": {"maxSleeping": 2}}, 1, True),  # auto on a GPU: vLLM's sleep
+        ({"maxReplicas": 4, "sleep": {"maxSleeping": 2, "tier": "suspend"}}, 1, True),
+        ({"maxReplicas": 4, "sleep": {"maxSleeping": 2, "tier": "freeze"}}, 1, False),
+        ({"maxReplicas": 4, "sleep": {"maxSleeping": 2}}, 0, False),  # a CPU replica freezes
+        ({"maxReplicas": 4}, 1, False),  # sleeping off
+    ],
+)
+def test_a_replica_that_sleeps_through_vllm_gets_its_sleep_mode_and_dev_routes(
+    scaling: dict[str, object], gpu: int, sleeps: bool
+) -> None:
+    """Without --enable-sleep-mode and VLLM_SERVER_DEV_MODE=1 vLLM has no /sleep: on a GPU cluster
+    every sleep failed and the drained replica was deleted instead (the routes stay loopback-only:
+    ember_checkpoint.vllm_entry)."""
+    s = spec(resources={"gpu": gpu, "cpu": "1", "memory": "8Gi"}, scaling=scaling)
+    pod = builders.replica_pod("llm", "ns", "uid", s, 0)
+    cfg = supervisor_of(pod)
+    assert ("--enable-sleep-mode" in cfg.engine_argv) is sleeps
+    assert (_env(pod).get("VLLM_SERVER_DEV_MODE") == "1") is sleeps
+
+
+def test_the_spec_s_own_sleep_flag_and_dev_mode_are_not_doubled() -> None:
+    s = spec(
+        resources={"gpu": 1, "cpu": "1", "memory": "8Gi"},
+        scaling={"maxReplicas": 4, "sleep": {"maxSleeping": 1}},
+        engine={"args": ["--enable-sleep-mode"], "env": [{"name": "VLLM_SERVER_DEV_MODE", "value": "1"}]},
+    )
+    pod = builders.replica_pod("llm", "ns", "uid", s, 0)
+    assert supervisor_of(pod).engine_argv.count("--enable-sleep-mode") == 1
+    names = [e["name"] for e in pod["spec"]["containers"][0]["env"]]  # type: ignore[index]
+    assert names.count("VLLM_SERVER_DEV_MODE") == 1

@@ -216,7 +216,9 @@ class SleepPolicy(EmberModel):
     """How the supervisor puts the engine to sleep. sleep: vLLM sleep level 1 (weights to host RAM,
     GPU); suspend: sleep, then the CUDA driver's suspend (GPU memory freed; GPU); freeze: the CPU
     stand-in (the engine's processes frozen, nothing freed); auto: sleep on a GPU, else freeze.
-    sleep and suspend need resources.gpu > 0."""
+    sleep and suspend need resources.gpu > 0; with them (and auto on a GPU) Ember starts vLLM with
+    --enable-sleep-mode and VLLM_SERVER_DEV_MODE=1, and serves vLLM's dev routes (/sleep, /wake_up,
+    /collective_rpc, ...) to the pod's loopback only."""
 
 
 class Scaling(EmberModel):

@@ -197,7 +197,17 @@ def engine_args(name: str, spec: InferenceServiceSpec, model: str) -> list[str]:
         args += ["--load-format", "runai_streamer"]
     if e.max_model_len:
         args += ["--max-model-len", str(e.max_model_len)]
+    if uses_vllm_sleep(spec) and "--enable-sleep-mode" not in e.args:
+        args.append("--enable-sleep-mode")
     return args + list(e.args)
+
+
+def uses_vllm_sleep(spec: InferenceServiceSpec) -> bool:
+    """Replicas may sleep and sleep on a GPU through vLLM's sleep mode (tier sleep or suspend; auto is
+    sleep where there is a GPU): the engine needs `--enable-sleep-mode`, and VLLM_SERVER_DEV_MODE=1
+    for its /sleep and /wake_up routes, which `ember_checkpoint.vllm_entry` serves to loopback only."""
+    sl = spec.scaling.sleep
+    return sl.max_sleeping > 0 and spec.resources.gpu > 0 and sl.tier in ("auto", "sleep", "suspend")
 
 
 def token_secret_name(name: str) -> str:
@@ -353,6 +363,8 @@ def replica_pod(
         # engine (replica_image/Dockerfile has the why of each)
         own = {v.name for v in e.env}
         env += [{"name": k, "value": v} for k, v in checkpoint_engine_env().items() if k not in own]
+    if uses_vllm_sleep(spec) and not any(v.name == "VLLM_SERVER_DEV_MODE" for v in e.env):
+        env.append({"name": "VLLM_SERVER_DEV_MODE", "value": "1"})
     cache = model_cache_volume(admin, namespace)
     hostpath_cache = cache is not None and "hostPath" in cache
     if (
