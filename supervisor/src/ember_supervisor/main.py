@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -271,6 +271,14 @@ def _watch(sup: Supervisor, stop: threading.Event) -> int:
     return status
 
 
+def _version() -> str:
+    """The installed ember-checkpoint's version; a source tree on PYTHONPATH has no metadata."""
+    try:
+        return version("ember-checkpoint")
+    except PackageNotFoundError:
+        return "unknown (not installed: run from a source tree)"
+
+
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per health poll otherwise
@@ -283,7 +291,7 @@ def main(argv: list[str] | None = None) -> None:
         "serves the checkpoint and metrics endpoints.",
         epilog="`ember-supervisor prestage --help`: the warm buffer's pre-staging",
     )
-    p.add_argument("--version", action="version", version=f"%(prog)s {version('ember-checkpoint')}")
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     p.add_argument(
         "--config",
         type=Path,
