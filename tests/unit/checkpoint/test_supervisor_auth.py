@@ -71,3 +71,15 @@ def test_the_comparison_is_exact() -> None:
     assert authorized(f"Bearer {TOKEN}", TOKEN)
     assert not authorized(f"Bearer {TOKEN}x", TOKEN) and not authorized(f"Bearer {TOKEN[:-1]}", TOKEN)
     assert not authorized("Bearer ", "") and not authorized(None, TOKEN)
+
+
+def test_the_version_of_a_source_tree_without_package_metadata_does_not_crash(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from importlib.metadata import PackageNotFoundError
+
+    from ember_supervisor import main as sup_main
+
+    def missing(name: str) -> str:
+        raise PackageNotFoundError(name)
+
+    monkeypatch.setattr(sup_main, "version", missing)
+    assert sup_main._version().startswith("unknown")
