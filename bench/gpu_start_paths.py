@@ -357,14 +357,19 @@ def wait_gpu_free(timeout_s: float = 30, below_mib: int = 2000) -> None:
         time.sleep(0.2)
 
 
-def tree_rss_bytes(pid: int) -> int:
+def tree_proc_bytes(pid: int, file: str, key: str) -> int:
+    """A kB field of /proc/<p>/<file> (status, smaps_rollup) summed over the tree, in bytes."""
     total = 0
     for p in process_tree(pid):
         with contextlib.suppress(OSError):
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
+            for line in Path(f"/proc/{p}/{file}").read_text().splitlines():
+                if line.startswith(key + ":"):
                     total += int(line.split()[1]) * 1024
     return total
+
+
+def tree_rss_bytes(pid: int) -> int:
+    return tree_proc_bytes(pid, "status", "VmRSS")
 
 
 # ---------------------------------------------------------------- phases
@@ -719,13 +724,7 @@ def _restores(
 
 
 def _tree_anon_huge(pid: int) -> int:
-    total = 0
-    for p in process_tree(pid):
-        with contextlib.suppress(OSError):
-            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
-                if line.startswith("AnonHugePages:"):
-                    total += int(line.split()[1]) * 1024
-    return total
+    return tree_proc_bytes(pid, "smaps_rollup", "AnonHugePages")
 
 
 def _summarise(res: dict, runs: list) -> None:

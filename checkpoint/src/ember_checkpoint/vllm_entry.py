@@ -55,19 +55,31 @@ def _rss_anon() -> int:
     return -1
 
 
-def _on_trim(_signum: int, _frame: object) -> None:
+def trim_heap() -> dict[str, Any]:
+    """glibc's `malloc_trim(0)`: the free chunks of every malloc arena go back to the kernel
+    (MADV_DONTNEED), so a dump taken next does not write them; `trimmed` is False where the C library
+    has none (musl). The API server's trim and the EngineCore's (`weights.trim_host_heap`) are this."""
     import ctypes
     import ctypes.util
 
-    t0, before = time.monotonic(), _rss_anon()
-    gc.collect()
-    out: dict[str, Any] = {"event": "ember_trim_api_server", "rss_anon_before": before}
+    t0 = time.monotonic()
+    out: dict[str, Any] = {"rss_anon_before": _rss_anon()}
     try:
-        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+        trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+        trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+        trim(0)
         out["trimmed"] = True
     except (OSError, AttributeError):
         out["trimmed"] = False
     out.update(rss_anon_after=_rss_anon(), trim_s=round(time.monotonic() - t0, 4))
+    return out
+
+
+def _on_trim(_signum: int, _frame: object) -> None:
+    t0, before = time.monotonic(), _rss_anon()
+    gc.collect()
+    out: dict[str, Any] = {"event": "ember_trim_api_server", **trim_heap()}
+    out.update(rss_anon_before=before, trim_s=round(time.monotonic() - t0, 4))  # the gc counts too
     path = trim_result_path(os.getpid())
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(out))

@@ -470,36 +470,11 @@ class EmberWorkerExtension:
         return out
 
 
-def _rss_anon_bytes(status: Path = Path("/proc/self/status")) -> int:
-    for line in status.read_text().splitlines():
-        if line.startswith("RssAnon:"):
-            return int(line.split()[1]) * 1024
-    return -1
-
-
 def trim_host_heap() -> dict[str, Any]:
-    """glibc's `malloc_trim(0)`: the free chunks of every malloc arena go back to the kernel
-    (MADV_DONTNEED), so a CRIU dump taken next does not write them. Loading a model leaves many
-    (safetensors headers, compile-time buffers, freed Python objects). Where the C library has no
-    malloc_trim (musl), nothing happens and `trimmed` says so."""
-    import ctypes
-    import ctypes.util
+    """glibc's malloc_trim(0) in this process (the EngineCore): `vllm_entry.trim_heap`."""
+    from ember_checkpoint.vllm_entry import trim_heap
 
-    before = _rss_anon_bytes()
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim = libc.malloc_trim
-    except (OSError, AttributeError):
-        return {"trimmed": False, "rss_anon_before": before}
-    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
-    t0 = time.monotonic()
-    trim(0)
-    return {
-        "trimmed": True,
-        "trim_s": round(time.monotonic() - t0, 4),
-        "rss_anon_before": before,
-        "rss_anon_after": _rss_anon_bytes(),
-    }
+    return trim_heap()
 
 
 def _report(event: dict[str, Any]) -> None:
