@@ -353,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-record", action="store_true", help="do not update docs/benchmarks.json")
     a = p.parse_args(argv)
     a.sample, a.delete = min(a.sample, a.services), min(a.delete, a.services)
-    need = a.services * (a.replicas + 1)
+    need = a.services * a.replicas + a.sample
     if a.nodes * a.gpus_per_node < need:
         p.error(f"{a.nodes} nodes x {a.gpus_per_node} GPUs < {need} GPUs needed")
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as d:
