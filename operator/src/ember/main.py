@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import logging
 import textwrap
-from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import version
 from typing import Any
 
@@ -17,7 +17,7 @@ from ember.config import Settings
 from ember.handlers.context import OperatorContext
 from ember.handlers.registry import register
 from ember.kube import leader
-from ember.kube.client import KubeAPI, api_client
+from ember.kube.client import API_CONCURRENCY, KubeAPI, api_client
 from ember.observe.bulk import BulkQueries
 from ember.observe.prometheus import Prometheus
 from ember.telemetry import logs
@@ -37,6 +37,14 @@ def build(settings: Settings, identity: str = "") -> tuple[kopf.OperatorRegistry
     reg = kopf.OperatorRegistry()
     register(reg, ctx)
     return reg, ctx
+
+
+def use_api_executor() -> ThreadPoolExecutor:
+    """The running loop's default executor (asyncio.to_thread: every Kubernetes API call) with
+    kube.client.API_CONCURRENCY threads, not Python's min(32, cores + 4)."""
+    pool = ThreadPoolExecutor(max_workers=API_CONCURRENCY, thread_name_prefix="ember-api")
+    asyncio.get_running_loop().set_default_executor(pool)
+    return pool
 
 
 def parser() -> argparse.ArgumentParser:
@@ -79,8 +87,9 @@ def main(argv: list[str] | None = None) -> None:
     if settings.peering:
         optional["peering_name"] = settings.peering
 
-    def operate(stop_flag: asyncio.Event | None = None) -> Coroutine[Any, Any, None]:
-        return kopf.operator(
+    async def operate(stop_flag: asyncio.Event | None = None) -> None:
+        use_api_executor()
+        await kopf.operator(
             registry=reg,
             clusterwide=not settings.namespaces,
             standalone=settings.peering is None,

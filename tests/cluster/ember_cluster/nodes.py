@@ -38,7 +38,8 @@ def register(cluster: LocalCluster, pools: tuple[GPUNodePool, ...]) -> None:
     for pool in pools:
         for i in range(pool.count):
             add_node(core, f"{pool.prefix}-{i}", pool.product, pool.gpus_per_node)
-    cluster.wait_nodes_ready()
+    # kwok initializes nodes one by one: hundreds of them (bench/scale) take longer than the default
+    cluster.wait_nodes_ready(max(60.0, 0.5 * sum(p.count for p in pools)))
 
 
 def add_node(core: Any, name: str, product: str, gpus: int) -> None:

@@ -46,6 +46,15 @@ def with_retries(
     )
 
 
+# Kubernetes API calls in flight at once: every call is blocking (the official client) and runs in the
+# event loop's default executor (asyncio.to_thread), which main() sizes to this, with as many pooled
+# connections. Python's default executor has min(32, cores + 4) threads: 6 on 2 cores, and at 500
+# InferenceServices (one status write per service per decision interval, 100/s) the calls queued
+# behind each other: a scale-up's pod create waited 27 s (median) behind status writes, and a
+# restarted operator took 354 s to converge (bench/scale, docs/benchmarks.md).
+API_CONCURRENCY = 32
+
+
 def api_client(kubeconfig: str | Path | None = None, timeout_s: float = 10.0) -> client.ApiClient:
     cfg = client.Configuration()
     if kubeconfig:
@@ -56,6 +65,7 @@ def api_client(kubeconfig: str | Path | None = None, timeout_s: float = 10.0) ->
         except config.ConfigException:
             config.load_kube_config(client_configuration=cfg)
     cfg.retries = 0  # tenacity retries, with backoff, at the call level
+    cfg.connection_pool_maxsize = API_CONCURRENCY  # one kept-alive connection per concurrent call
     api = client.ApiClient(cfg)
     api.rest_client.pool_manager.connection_pool_kw["timeout"] = urllib3.Timeout(total=timeout_s)
     return api
