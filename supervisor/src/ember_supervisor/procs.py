@@ -144,6 +144,10 @@ def terminate(pid: int, grace_s: float = 10.0) -> None:
             with children_lock:
                 _reap_all()
             if not any(running(p) for p in tree):
+                # one that died after that reap is a zombie, "not running" but holding its pid
+                # (a restore of this checkpoint needs that pid): reap once more, as the subreaper
+                with children_lock:
+                    _reap_all()
                 return
             time.sleep(0.05)
 

@@ -93,6 +93,11 @@ def sups() -> Iterator[list[Sup]]:
             s.stop()
 
 
+def why_not_restored(startup: dict[str, object]) -> str:
+    """The fallback's reason and the end of CRIU's log, where the cause is."""
+    return f"{startup.get('path')}: {startup.get('fallback_reason')}: {str(startup.get('fallback_detail'))[-1500:]}"
+
+
 def checkpointed_at_3(cfg: SupervisorConfig, tmp: Path, sups: list[Sup]) -> dict[str, object]:
     first = Sup(cfg, tmp)
     sups.append(first)
@@ -123,7 +128,7 @@ def test_a_new_supervisor_restores_the_verified_checkpoint_with_its_state(
     sups.append(second)
     assert (
         second.startup["path"] == "restore" and second.startup["checkpoint_id"] == manifest["checkpoint_id"]
-    )
+    ), why_not_restored(second.startup)
     assert get(cfg.engine_port, "/state") == "3"
     assert httpx.get(second.url + "/healthz").status_code == 200
     assert second.metric("ember_supervisor_start_path_total", path="restore") == 1

@@ -388,7 +388,10 @@ def test_supervisor_restores_the_verified_vllm_checkpoint(
     sup = Sup(sup_config(ck, vllm_cpu, "state-restore"))
     sups.append(sup)
     startup = sup.wait_started()
-    assert startup["path"] == "restore", startup
+    assert startup["path"] == "restore", (
+        startup.get("fallback_reason"),
+        str(startup.get("fallback_detail"))[-1500:],
+    )
     assert startup["checkpoint_id"] == ck.checkpoint_id
     TIMINGS["supervisor_restore_first_request_ttft_s"] = first_token_s(ck.port)
     TIMINGS["supervisor_start_to_first_token_s"] = time.monotonic() - t0

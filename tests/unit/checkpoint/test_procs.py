@@ -27,6 +27,26 @@ def test_terminate_returns_only_when_every_process_of_the_tree_is_gone() -> None
     assert not any(procs.running(p) for p in tree)
 
 
+def test_terminate_reaps_a_process_that_became_a_zombie_after_the_last_reap(monkeypatch) -> None:
+    """The tree's last process dies between terminate's reap and its check: the check sees a zombie
+    (not running), and terminate must not return leaving it. A zombie keeps its pid, and a restore of
+    a checkpoint with that pid then fails (CRIU: "Can't fork for <pid>: File exists")."""
+    # sh exits 0.2 s after SIGTERM: after the reap that follows the signal, before the check ends
+    root = subprocess.Popen(["sh", "-c", "trap 'sleep 0.2; exit 0' TERM; while :; do sleep 0.05; done"])
+    root.returncode = 0
+    real_running = procs.running
+
+    def checked_after_it_died(pid: int) -> bool:
+        deadline = time.monotonic() + 5
+        while real_running(pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return real_running(pid)
+
+    monkeypatch.setattr(procs, "running", checked_after_it_died)
+    procs.terminate(root.pid, grace_s=5)
+    assert not Path(f"/proc/{root.pid}").exists(), "left as a zombie: its pid is still taken"
+
+
 def test_running_is_false_for_a_zombie_and_a_missing_pid() -> None:
     p = subprocess.Popen(["true"])
     deadline = time.monotonic() + 5

@@ -4,6 +4,7 @@ server started the way the supervisor starts an engine, and the HTTP/port probes
 from __future__ import annotations
 
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -12,11 +13,45 @@ from pathlib import Path
 
 import httpx
 
+EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+LOWEST_TEST_PORT = 10000
+
+
+def ephemeral_low(path: Path = EPHEMERAL_RANGE) -> int:
+    """The lowest port the kernel hands out for a bind to port 0 or an outgoing connection."""
+    try:
+        return int(path.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
 
 def free_port() -> int:
+    """A free port below the kernel's ephemeral range, so it cannot be one the kernel chose.
+
+    A checkpointed engine holds listening sockets on ports the kernel chose (vLLM's internal
+    listeners, a dozen of them, are in that range even with VLLM_PORT set). After that engine is gone, a bind to port 0 may
+    hand the same port to the next test's supervisor, and the restore then fails on it
+    ("Can't bind inet socket: Address already in use"); in a pod the supervisor's port is fixed,
+    below that range. Ports here come from [10000, the range's start), checked free."""
+    return _free_in(LOWEST_TEST_PORT, max(ephemeral_low(), LOWEST_TEST_PORT + 1000))
+
+
+def _free_in(lo: int, hi: int) -> int:
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(lo, hi)
+        if all(_bindable(host, port) for host in ("127.0.0.1", "0.0.0.0")):
+            return port
+    raise RuntimeError(f"no free port in [{lo}, {hi}) after 200 tries")
+
+
+def _bindable(host: str, port: int) -> bool:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+        return True
 
 
 def port_is_free(port: int) -> bool:
