@@ -65,6 +65,10 @@ class DumpRequest:
     # (the engine must run with `--worker-extension-cls`, see `weights.WORKER_EXTENSION`), with vLLM's
     # `reload_weights` as its fallback; "vllm" is vLLM's alone.
     weight_loader: WeightLoader = "ember"
+    # A live dump of an asleep engine wakes it afterwards (the manifest's `after_restore` steps); False
+    # leaves it asleep for the caller to wake, e.g. after a verify that restores the image beside it
+    # (the GPU then holds the verify copy and the asleep original, never two awake engines).
+    wake_after: bool = True
     timeout_s: float = 600.0
 
 
@@ -162,7 +166,7 @@ def dump(
                 if gpu:
                     for p in gpu_pids:
                         gpu.resume(p)
-                if wake and req.engine_port is not None:
+                if wake and req.wake_after and req.engine_port is not None:
                     engine_http.run_steps(f"http://127.0.0.1:{req.engine_port}", wake, req.timeout_s)
         t0 = time.monotonic()
         digest = checksum.content_checksum(staging / "images")

@@ -4,7 +4,8 @@
 `unshare --pid --net --mount --fork --mount-proc`. There the image's pids and port are free even while
 the original engine still runs on the host, and nothing the canary does can reach the outside. It
 brings the loopback up, mounts a private /dev/shm holding the image's shm files (see `shm`),
-CRIU-restores the image, resumes GPU state, asks the canary request until the engine answers, prints
+CRIU-restores the image, resumes GPU state, runs the manifest's after-restore steps (the wake of
+an image dumped asleep), asks the canary request until the engine answers, prints
 one JSON line {ok, output, error, restore_s, first_answer_s} and exits; exiting as PID 1 makes the
 kernel kill every restored process, so there is nothing to clean up.
 """
@@ -24,7 +25,7 @@ from pydantic import BaseModel
 
 from ember_checkpoint import cuda, engine_http, shm
 from ember_checkpoint.criu import Criu, CriuFailed, NetworkLock
-from ember_checkpoint.manifest import Canary
+from ember_checkpoint.manifest import Canary, HttpStep
 from ember_checkpoint.resume import resume_tree
 
 _SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
@@ -40,6 +41,9 @@ class ScratchRequest(BaseModel):
     engine_port: int
     canary: Canary
     gpu_pids: list[int] = []
+    # what the restored engine needs before it serves (the manifest's `after_restore`: an image dumped
+    # asleep is woken, and at level 2 its weights re-read), run before the canary as a restore runs them
+    after_restore: list[HttpStep] = []
     timeout_s: float = 300.0
 
 
@@ -95,6 +99,13 @@ def run(req: ScratchRequest) -> ScratchResult:
     restore_s = time.monotonic() - t0
     base = f"http://127.0.0.1:{req.engine_port}"
     deadline = time.monotonic() + req.timeout_s
+    if req.after_restore:
+        try:
+            engine_http.run_steps(base, req.after_restore, req.timeout_s)
+        except Exception as e:  # noqa: BLE001 - a wake that fails is the verify's failure, said as such
+            return ScratchResult(
+                ok=False, error=f"after-restore steps failed: {e}"[-2000:], restore_s=restore_s
+            )
     while True:
         try:
             output = engine_http.run_canary(base, req.canary)

@@ -93,6 +93,7 @@ def verify(
             engine_port=manifest.engine_port,
             canary=manifest.canary,
             gpu_pids=manifest.gpu_pids,
+            after_restore=manifest.after_restore,
             timeout_s=timeout_s,
         )
         result = ScratchResult.model_validate_json(

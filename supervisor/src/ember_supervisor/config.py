@@ -27,6 +27,20 @@ class SupervisorConfig(BaseModel):
     require_verified: bool = Field(default=True, description="restore only checkpoints a canary proved good")
     canary: Canary | None = Field(default=None, description="recorded at each checkpoint; needed to verify")
     verify_after_checkpoint: bool = True
+    checkpoint_sleep_level: Literal["auto", "awake", 1, 2] = Field(
+        default="auto",
+        description="how POST /checkpoint dumps the engine: asleep at vLLM sleep level 2 (no weights and no "
+        "KV cache in the image: 4.7 GB against 31 GB awake for an 8B model; a restore re-reads the weights), "
+        "level 1 (weights in the image's host memory), or awake; auto is 2 where the engine runs with "
+        "--enable-sleep-mode and the CUDA driver is found, else awake",
+    )
+    checkpoint_unready_s: float = Field(
+        default=0.0,
+        ge=0,
+        description="before a dump, /healthz answers 503 for this long while the engine still serves, so the "
+        "kubelet's readiness probe takes the pod out of the Service first (the operator sets its probe's "
+        "period x failure threshold + 1 s)",
+    )
     keep_verified: int = Field(default=2, ge=0, description="gc keeps this many verified per identity")
     quiesce_metrics: list[str] = Field(
         default=["vllm:num_requests_running", "vllm:num_requests_waiting"],
@@ -85,6 +99,14 @@ class SupervisorConfig(BaseModel):
         ):
             argv += ["--worker-extension-cls", WORKER_EXTENSION]
         return argv
+
+    def dump_sleep_level(self, gpu_found: bool) -> int | None:
+        """The vLLM sleep level POST /checkpoint puts the engine in before the dump; None: awake."""
+        if self.checkpoint_sleep_level == "awake":
+            return None
+        if self.checkpoint_sleep_level == "auto":
+            return 2 if gpu_found and "--enable-sleep-mode" in self.engine_argv else None
+        return self.checkpoint_sleep_level
 
     @property
     def engine_url(self) -> str:

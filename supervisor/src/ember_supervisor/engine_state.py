@@ -25,15 +25,17 @@ class State(enum.StrEnum):
     SLEEPING = "sleeping"
     ASLEEP = "asleep"
     WAKING = "waking"
+    CHECKPOINTING = "checkpointing"  # a live dump runs: out of the Service (/healthz 503), then serving again
     FAILED = "failed"
 
 
 ALLOWED: dict[State, set[State]] = {
     State.STARTING: {State.SERVING, State.FAILED},
-    State.SERVING: {State.SLEEPING, State.FAILED},
+    State.SERVING: {State.SLEEPING, State.CHECKPOINTING, State.FAILED},
     State.SLEEPING: {State.ASLEEP, State.SERVING, State.FAILED},
     State.ASLEEP: {State.WAKING, State.FAILED},
     State.WAKING: {State.SERVING, State.FAILED},
+    State.CHECKPOINTING: {State.SERVING, State.FAILED},
     State.FAILED: set(),
 }
 

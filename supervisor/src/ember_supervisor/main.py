@@ -7,7 +7,8 @@ engine exits (the container then exits with the engine's status, and the kubelet
   GET  /livez       200 unless the engine failed (asleep is alive: a probe here keeps a sleeper)
   GET  /startup     the start path, the fallback reason if any, seconds per phase, and the engine's
                     state ("engine": see `engine_state`) (JSON)
-  POST /checkpoint  live dump of the engine (it keeps serving), canary verify, gc; the manifest (JSON)
+  POST /checkpoint  live dump of the engine (asleep where it has sleep mode on a GPU, see `checkpoint`),
+                    canary verify, gc, the engine serves again; the manifest (JSON)
   POST /sleep, POST /wake, GET /state   sleeping replicas (`sleep_routes`)
   GET  /metrics     Prometheus text
 
@@ -39,7 +40,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
-from ember_checkpoint import cuda, lifecycle
+from ember_checkpoint import cuda, engine_http, lifecycle
 from ember_checkpoint.cli import local_identity
 from ember_checkpoint.criu import Criu
 from ember_checkpoint.manifest import Manifest
@@ -108,32 +109,81 @@ class Supervisor:
             time.sleep(0.1)
 
     def checkpoint(self) -> Manifest:
+        """The live dump: out of the Service first (state `checkpointing`, /healthz 503, for
+        `checkpoint_unready_s`), quiesce, asleep at `dump_sleep_level` (or awake), driver checkpoint +
+        CRIU with the engine left running, then the canary verify while the engine still sleeps (the GPU
+        holds the verify copy beside an asleep engine, never two awake ones), then wake and serve."""
         if self.cfg.checkpoint_dir is None or self.startup.engine_pid is None:
             raise RuntimeError("no checkpoint_dir configured, or no engine running")
         t0 = time.monotonic()
         with self._checkpoint_lock, procs.children_lock:
-            if self.state.state != State.SERVING:  # a frozen or sleeping engine is not dumped
-                raise WrongState(self.state.state, State.SERVING)
-            criu, gpu = Criu.find(network_lock=self.cfg.criu_network_lock), cuda.load()
-            identity = local_identity(self.cfg.identity, criu, gpu)
-            storage = LocalDirStorage(self.cfg.checkpoint_dir)
-            cid = f"{identity.hash()[7:19]}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%fZ')}"
-            req = lifecycle.DumpRequest(
-                pid=self.startup.engine_pid,
-                checkpoint_id=cid,
-                identity=identity,
-                engine_port=self.cfg.engine_port,
-                health_path=self.cfg.health_path,
-                canary=self.cfg.canary,
-                leave_running=True,
-            )
+            self.state.move(
+                State.CHECKPOINTING, expect=State.SERVING
+            )  # a frozen or sleeping engine is not dumped
+            try:
+                manifest = self._checkpoint()
+            finally:  # a wake that failed left `failed`: the checkpoint stands, the replica is replaced
+                if self.state.state == State.CHECKPOINTING:
+                    self.state.move(State.SERVING)
+        self.metrics.checkpoints.labels("verified" if manifest.verified else "unverified").inc()
+        self.metrics.checkpoint_seconds.set(time.monotonic() - t0)
+        return manifest
+
+    def _checkpoint(self) -> Manifest:
+        assert self.cfg.checkpoint_dir is not None and self.startup.engine_pid is not None
+        criu, gpu = Criu.find(network_lock=self.cfg.criu_network_lock), cuda.load()
+        level = self.cfg.dump_sleep_level(gpu is not None)
+        identity = local_identity(self.cfg.identity, criu, gpu)
+        storage = LocalDirStorage(self.cfg.checkpoint_dir)
+        cid = f"{identity.hash()[7:19]}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%fZ')}"
+        req = lifecycle.DumpRequest(
+            pid=self.startup.engine_pid,
+            checkpoint_id=cid,
+            identity=identity,
+            engine_port=self.cfg.engine_port,
+            health_path=self.cfg.health_path,
+            canary=self.cfg.canary,
+            leave_running=True,
+            sleep_level=level,
+            weight_loader=self.cfg.weight_loader,
+            wake_after=False,
+        )
+        if self.cfg.checkpoint_unready_s:
+            time.sleep(self.cfg.checkpoint_unready_s)  # the readiness probe sees 503 and the Service drops us
+        try:
             manifest = lifecycle.dump(req, storage, criu, gpu, quiesce=self.quiesce)
             if self.cfg.verify_after_checkpoint and manifest.canary is not None:
                 manifest = verify(cid, storage, criu, timeout_s=self.cfg.restore_timeout_s)
             lifecycle.gc(storage, self.cfg.keep_verified)
-        self.metrics.checkpoints.labels("verified" if manifest.verified else "unverified").inc()
-        self.metrics.checkpoint_seconds.set(time.monotonic() - t0)
+        finally:
+            if level is not None:
+                self._wake_after_dump(level)
         return manifest
+
+    def _wake_after_dump(self, level: int) -> None:
+        """Wake the engine the dump put to sleep (if it did: a dump that failed before the sleep left
+        it awake); a wake that fails is the engine's failure (state `failed`: the operator replaces it)."""
+        try:
+            r = httpx.get(self.cfg.engine_url + "/is_sleeping", timeout=10.0)
+            if r.status_code == 404:  # no sleep routes (dev mode off): the sleep failed, the engine is awake
+                return
+            r.raise_for_status()
+            if r.json().get("is_sleeping") is not True:
+                return
+            t0 = time.monotonic()
+            engine_http.run_steps(
+                self.cfg.engine_url,
+                lifecycle.wake_steps(level, self.cfg.weight_loader),
+                self.cfg.wake_timeout_s,
+            )
+            engine_http.wait_healthy(self.cfg.engine_url + self.cfg.health_path, self.cfg.wake_timeout_s)
+            log.info(
+                json.dumps({"event": "woke_after_dump", "level": level, "s": round(time.monotonic() - t0, 3)})
+            )
+        except Exception as e:  # noqa: BLE001
+            detail = f"{type(e).__name__}: {e}"
+            log.error(json.dumps({"event": "wake_after_dump_failed", "error": detail[:2000]}))
+            self.state.fail("wake_after_dump_failed", detail)
 
 
 def authorized(header: str | None, token: str | None) -> bool:
@@ -167,9 +217,10 @@ def _handler(sup: Supervisor, token: str | None) -> type[BaseHTTPRequestHandler]
         def do_GET(self) -> None:
             path = urlsplit(self.path).path
             if path == "/healthz":
-                serving = sup.state.state == State.SERVING  # a frozen engine is not asked: it cannot answer
-                ok = serving and sup.engine_healthy()
-                self._send(200 if ok else 503, json.dumps({"engine_healthy": ok, **sup.state.as_dict()}))
+                state = sup.state.as_dict()  # read once: the answer's code and its state agree
+                # a frozen, sleeping or checkpointing engine is not asked: it cannot answer, or must not
+                ok = state["state"] == State.SERVING.value and sup.engine_healthy()
+                self._send(200 if ok else 503, json.dumps({"engine_healthy": ok, **state}))
             elif path == "/livez":
                 alive = sup.state.state != State.FAILED
                 self._send(200 if alive else 503, json.dumps(sup.state.as_dict()))

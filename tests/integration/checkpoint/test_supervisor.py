@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -179,3 +180,89 @@ def test_a_failed_restore_falls_back_to_cold_once_and_says_why(
     sups.append(third)
     assert third.startup["path"] == "cold" and third.startup["fallback_reason"] is None
     assert third.metric("ember_supervisor_restore_failures_total", reason=reason) == 0
+
+
+# ------------------------------------------------ the dump of an engine with sleep mode (issue 20)
+
+
+def asleep_cfg(cfg: SupervisorConfig) -> SupervisorConfig:
+    """The counter engine with vLLM's sleep-mode routes, dumped asleep at level 2 (what `auto` picks for
+    a vLLM with --enable-sleep-mode on a GPU), out of the Service for 1 s first; the canary is a
+    completion, which a woken engine answers wrongly until its weights are reloaded."""
+    return cfg.model_copy(
+        update={
+            "engine_argv": [*cfg.engine_argv, "--sleep-mode"],
+            "checkpoint_sleep_level": 2,
+            "checkpoint_unready_s": 1.0,
+            "canary": Canary(method="POST", path="/v1/completions", body="{}", json_field="choices.0.text"),
+        }
+    )
+
+
+def completion(port: int) -> httpx.Response:
+    return httpx.post(f"http://127.0.0.1:{port}/v1/completions", json={}, timeout=5.0)
+
+
+def test_an_engine_with_sleep_mode_is_dumped_asleep_out_of_the_service_then_woken_and_restored_elsewhere(
+    cfg: SupervisorConfig, tmp_path: Path, sups: list[Sup]
+) -> None:
+    cfg = asleep_cfg(cfg)
+    first = Sup(cfg, tmp_path)
+    sups.append(first)
+    for _ in range(3):
+        get(cfg.engine_port, "/inc")
+    seen: list[tuple[int, str, int]] = []  # (healthz code, state, completion code) while the dump runs
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            h = httpx.get(first.url + "/healthz", timeout=5.0)
+            seen.append((h.status_code, h.json()["state"], completion(cfg.engine_port).status_code))
+            time.sleep(0.05)
+
+    w = threading.Thread(target=watch, daemon=True)
+    w.start()
+    r = httpx.post(first.url + "/checkpoint", headers=AUTH, timeout=120)
+    done.set()
+    w.join()
+    assert r.status_code == 200, r.text
+    manifest = r.json()
+    assert manifest["engine_sleep_level"] == 2 and manifest["verification"]["verified"], manifest
+    assert [s["path"] for s in manifest["after_restore"]] == ["/wake_up", "/collective_rpc"]
+    # out of the Service (/healthz 503, state checkpointing) while the engine still served, before it slept
+    assert (503, "checkpointing", 200) in seen, seen
+    assert all(code == 503 for code, state, _ in seen if state == "checkpointing"), seen
+    # the original was put to sleep once, woken once, its weights reloaded once, and serves as before
+    assert json.loads(get(cfg.engine_port, "/calls")) == {"sleep": 1, "wake_up": 1, "reload": 1, "rpc": 2}
+    assert completion(cfg.engine_port).json()["choices"][0]["text"] == "count is 3"
+    h = httpx.get(first.url + "/healthz", timeout=5.0)
+    assert h.status_code == 200 and h.json()["state"] == "serving"
+    assert first.stop() == 0
+    # a new pod restores the asleep image and wakes it, with the reload, before it serves
+    second = Sup(cfg, tmp_path)
+    sups.append(second)
+    assert second.startup["path"] == "restore", why_not_restored(second.startup)
+    assert completion(cfg.engine_port).json()["choices"][0]["text"] == "count is 3"
+    assert httpx.get(second.url + "/healthz").status_code == 200
+
+
+def test_a_dump_that_fails_after_the_sleep_wakes_the_engine_and_it_serves_again(
+    cfg: SupervisorConfig, tmp_path: Path, sups: list[Sup], criu: Criu
+) -> None:
+    # the fault: CRIU's dump fails (its other commands work), after the engine was put to sleep
+    wrapper = tmp_path / "criu-dump-fails"
+    wrapper.write_text(
+        f'#!/bin/sh\n[ "$1" = dump ] && {{ echo "injected dump failure" >&2; exit 1; }}\nexec {" ".join(criu.argv)} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    cfg = asleep_cfg(cfg).model_copy(update={"checkpoint_unready_s": 0.0})
+    first = Sup(cfg, tmp_path, env={"EMBER_CRIU": str(wrapper)})
+    sups.append(first)
+    get(cfg.engine_port, "/inc")
+    r = httpx.post(first.url + "/checkpoint", headers=AUTH, timeout=120)
+    assert r.status_code == 500 and "criu dump failed" in r.text, r.text
+    assert json.loads(get(cfg.engine_port, "/calls")) == {"sleep": 1, "wake_up": 1, "reload": 1, "rpc": 2}
+    assert completion(cfg.engine_port).json()["choices"][0]["text"] == "count is 1"
+    h = httpx.get(first.url + "/healthz", timeout=5.0)
+    assert h.status_code == 200 and h.json()["state"] == "serving", h.text
+    assert first.metric("ember_supervisor_checkpoints_total", result="failed") == 1

@@ -235,3 +235,38 @@ def test_the_cgroup_of_this_process_is_read_from_proc(tmp_path: Path) -> None:
     assert own_cgroup_dir(tmp_path) == Path("/sys/fs/cgroup/kubepods/pod1/ctr")
     (tmp_path / "mountinfo").write_text("30 25 0:26 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n")
     assert own_cgroup_dir(tmp_path) is None
+
+
+def test_a_checkpoint_goes_out_of_serving_and_back_and_nothing_sleeps_meanwhile() -> None:
+    st = EngineState()
+    st.move(State.SERVING)
+    st.move(State.CHECKPOINTING, expect=State.SERVING)
+    for bad in (State.SLEEPING, State.CHECKPOINTING, State.WAKING):
+        with pytest.raises(WrongState):
+            st.move(bad)
+    st.move(State.SERVING)
+    with pytest.raises(WrongState):  # only a serving engine is dumped
+        EngineState().move(State.CHECKPOINTING, expect=State.SERVING)
+
+
+@pytest.mark.parametrize(
+    "setting,argv,gpu,level",
+    [
+        ("auto", ["vllm", "serve", "--enable-sleep-mode"], True, 2),
+        ("auto", ["vllm", "serve", "--enable-sleep-mode"], False, None),  # no CUDA driver: no vLLM sleep
+        ("auto", ["vllm", "serve"], True, None),  # sleep mode off: awake
+        ("awake", ["vllm", "serve", "--enable-sleep-mode"], True, None),
+        (1, ["vllm", "serve"], False, 1),  # an explicit level is obeyed
+        (2, ["vllm", "serve"], True, 2),
+    ],
+)
+def test_the_dump_sleep_level_follows_the_setting_the_engine_flags_and_the_gpu(
+    tmp_path: Path, setting: object, argv: list[str], gpu: bool, level: int | None
+) -> None:
+    cfg = _cfg(tmp_path, checkpoint_sleep_level=setting).model_copy(update={"engine_argv": argv})
+    assert cfg.dump_sleep_level(gpu) == level
+
+
+def test_a_bad_dump_sleep_level_is_refused_naming_the_field(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="checkpoint_sleep_level"):
+        _cfg(tmp_path, checkpoint_sleep_level=3)

@@ -230,6 +230,11 @@ def token_secret(name: str, namespace: str, uid: str, token: str) -> dict[str, A
     }
 
 
+# the engine container's readiness probe (GET /healthz of the supervisor): a replica leaves the Service
+# within period x failures of /healthz answering 503
+READINESS_PERIOD_S, READINESS_FAILURES = 2, 2
+
+
 def supervisor_config(
     name: str, spec: InferenceServiceSpec, model: str, port: int, checkpoints: bool = False
 ) -> dict[str, Any]:
@@ -256,6 +261,9 @@ def supervisor_config(
         "require_verified": cp.restore_policy == "IfVerified",
         "keep_verified": cp.keep,
         "weight_loader": e.weight_loader,
+        # before a dump (asleep, where the engine has sleep mode on a GPU), /healthz answers 503 this long
+        # while the engine still serves: the readiness probe takes the pod out of the Service first
+        "checkpoint_unready_s": READINESS_PERIOD_S * READINESS_FAILURES + 1,
         "canary": {
             "method": "POST",
             "path": "/v1/completions",
@@ -401,7 +409,11 @@ def replica_pod(
         "resources": {"requests": requests, "limits": limits},
         # cold starts take minutes: the startup probe allows 30 min before liveness applies
         "startupProbe": {**probe, "periodSeconds": 5, "failureThreshold": 360},
-        "readinessProbe": {**probe, "periodSeconds": 2, "failureThreshold": 2},
+        "readinessProbe": {
+            **probe,
+            "periodSeconds": READINESS_PERIOD_S,
+            "failureThreshold": READINESS_FAILURES,
+        },
         # liveness asks the supervisor (GET /livez: 200 unless the engine failed): an asleep engine
         # cannot answer /health, and a sleeping replica must not be restarted by the kubelet
         "livenessProbe": {
